@@ -1,0 +1,8 @@
+/**
+ * Kubeocean's public toolkit API: a Deno-native Kubernetes client, controller runtime, typed API
+ * helpers and an envtest-like environment of real local clusters.
+ *
+ * @module
+ */
+
+export * from "./toolkit/envtest/mod.ts";
