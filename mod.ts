@@ -5,4 +5,6 @@
  * @module
  */
 
+export * from "./toolkit/client/mod.ts";
+export * from "./toolkit/runtime/mod.ts";
 export * from "./toolkit/envtest/mod.ts";

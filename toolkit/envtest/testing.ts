@@ -12,6 +12,9 @@
  * @module
  */
 
+import { KubeClient } from "../client/client.ts";
+import type { TransportOptions } from "../client/transport.ts";
+import type { Cluster } from "./cluster.ts";
 import { Environment, type EnvironmentOptions } from "./environment.ts";
 
 /** Options of {@linkcode envTest}. */
@@ -73,4 +76,9 @@ export async function eventually<T>(
     }
     await new Promise((r) => setTimeout(r, intervalMs));
   }
+}
+
+/** A toolkit client for `cluster` with its admin credentials (close it when done). */
+export async function connect(cluster: Cluster, options: TransportOptions = {}): Promise<KubeClient> {
+  return await KubeClient.load({ kubeconfig: cluster.kubeconfig, ...options });
 }

@@ -1,0 +1,116 @@
+import assert from "node:assert/strict";
+import type { KubeObject } from "../../toolkit/client/resource.ts";
+import {
+  LABEL_INDEX,
+  NAMESPACE_INDEX,
+  OWNER_INDEX,
+  type ReflectedEvent,
+  reflector,
+  Store,
+} from "../../toolkit/runtime/store.ts";
+import type { WatcherEvent } from "../../toolkit/runtime/watcher.ts";
+
+function obj(
+  ns: string,
+  name: string,
+  rv: string,
+  labels: Record<string, string> = {},
+  owner?: string,
+): KubeObject {
+  return {
+    metadata: {
+      namespace: ns,
+      name,
+      resourceVersion: rv,
+      labels,
+      ownerReferences: owner ? [{ apiVersion: "v1", kind: "X", name: "o", uid: owner }] : undefined,
+    },
+  };
+}
+
+async function* from<T>(events: T[]): AsyncGenerator<T> {
+  for (const e of events) yield e;
+}
+
+async function collect<T>(stream: AsyncIterable<T>): Promise<T[]> {
+  const out: T[] = [];
+  for await (const e of stream) out.push(e);
+  return out;
+}
+
+Deno.test("store: a re-list replaces the contents atomically and reports vanished objects as tombstones", async () => {
+  const store = new Store<KubeObject>();
+  const first: WatcherEvent<KubeObject>[] = [
+    { type: "Init" },
+    { type: "InitApply", object: obj("a", "one", "1") },
+    { type: "InitApply", object: obj("a", "two", "2") },
+    { type: "InitDone", resourceVersion: "2" },
+  ];
+  await collect(reflector(store, from(first)));
+  assert.equal(store.size, 2);
+  assert.equal(store.isReady, true);
+
+  // During the second list the old contents stay visible until InitDone.
+  const store2Events: WatcherEvent<KubeObject>[] = [
+    { type: "Init" },
+    { type: "InitApply", object: obj("a", "two", "5") },
+  ];
+  await collect(reflector(store, from(store2Events)));
+  assert.equal(store.size, 2, "old view kept during a re-list");
+  assert.equal(store.get("a/two")?.metadata?.resourceVersion, "2");
+
+  const rest = await collect(reflector(
+    store,
+    from<WatcherEvent<KubeObject>>([
+      { type: "InitApply", object: obj("a", "three", "6") },
+      { type: "InitDone", resourceVersion: "6" },
+    ]),
+  ));
+  assert.deepEqual(store.keys().sort(), ["a/three", "a/two"]);
+  assert.equal(store.get("a/two")?.metadata?.resourceVersion, "5");
+  const tombstones = rest.filter((e): e is Extract<ReflectedEvent<KubeObject>, { type: "Delete" }> =>
+    e.type === "Delete"
+  );
+  assert.equal(tombstones.length, 1);
+  assert.equal(tombstones[0].object.metadata?.name, "one");
+  assert.equal(tombstones[0].tombstone, true);
+});
+
+Deno.test("store: apply and delete keep secondary indexes exact, and carry the previous version", async () => {
+  const store = new Store<KubeObject>({ byName: (o) => [o.metadata?.name ?? ""] });
+  const events = await collect(reflector(
+    store,
+    from<WatcherEvent<KubeObject>>([
+      { type: "Init" },
+      { type: "InitDone", resourceVersion: "1" },
+      { type: "Apply", object: obj("a", "x", "2", { app: "web" }, "u1") },
+      { type: "Apply", object: obj("b", "y", "3", { app: "db" }) },
+      { type: "Apply", object: obj("a", "x", "4", { app: "api" }, "u2") },
+      { type: "Delete", object: obj("b", "y", "5") },
+    ]),
+  ));
+  const updated = events.find((e) => e.type === "Apply" && e.object.metadata?.resourceVersion === "4");
+  assert.equal(updated?.type === "Apply" ? updated.previous?.metadata?.resourceVersion : undefined, "2");
+  assert.deepEqual(store.byIndex(NAMESPACE_INDEX, "a").map((o) => o.metadata?.name), ["x"]);
+  assert.deepEqual(store.byIndex(NAMESPACE_INDEX, "b"), []);
+  assert.deepEqual(store.byIndex(LABEL_INDEX, "app=web"), []);
+  assert.deepEqual(store.byIndex(LABEL_INDEX, "app=api").map((o) => o.metadata?.name), ["x"]);
+  assert.deepEqual(store.byIndex(OWNER_INDEX, "u1"), []);
+  assert.equal(store.byIndex(OWNER_INDEX, "u2").length, 1);
+  assert.equal(store.byIndex("byName", "x").length, 1);
+  assert.throws(() => store.byIndex("nope", "x"), /no index "nope"/);
+  store.addIndex("late", (o) => [o.metadata?.resourceVersion ?? ""]);
+  assert.equal(store.byIndex("late", "4").length, 1);
+});
+
+Deno.test("store: ready() resolves after the first InitDone and honours abort", async () => {
+  const store = new Store<KubeObject>();
+  const aborted = new AbortController();
+  const early = store.ready(aborted.signal);
+  aborted.abort(new Error("stop"));
+  await assert.rejects(early, /stop/);
+  const waiting = store.ready();
+  store.apply({ type: "Init" });
+  store.apply({ type: "InitDone", resourceVersion: "1" });
+  await waiting;
+});

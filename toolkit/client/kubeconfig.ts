@@ -1,0 +1,283 @@
+/**
+ * Kubeconfig files: read and merged in order with first-wins for every named cluster, user and
+ * context and for `current-context` (like kubectl); relative paths resolve against the file that
+ * defines them; errors name the file and the field.
+ *
+ * @module
+ */
+
+import { parse } from "yaml";
+import { type ClientConfig, ConfigError, type Credentials, type CredentialSource } from "./config.ts";
+import { type ExecConfig, ExecCredentials, StaticCredentials, TokenFileCredentials } from "./credentials.ts";
+
+interface Named<T> {
+  name: string;
+  value: T;
+  file: string;
+}
+
+interface KubeconfigCluster {
+  server?: string;
+  "certificate-authority"?: string;
+  "certificate-authority-data"?: string;
+  "insecure-skip-tls-verify"?: boolean;
+  "tls-server-name"?: string;
+  "proxy-url"?: string;
+}
+
+interface KubeconfigUser {
+  "client-certificate"?: string;
+  "client-certificate-data"?: string;
+  "client-key"?: string;
+  "client-key-data"?: string;
+  token?: string;
+  tokenFile?: string;
+  username?: string;
+  password?: string;
+  "auth-provider"?: { name?: string };
+  exec?: ExecConfig;
+}
+
+interface KubeconfigContext {
+  cluster?: string;
+  user?: string;
+  namespace?: string;
+}
+
+interface Merged {
+  currentContext?: { name: string; file: string };
+  clusters: Map<string, Named<KubeconfigCluster>>;
+  users: Map<string, Named<KubeconfigUser>>;
+  contexts: Map<string, Named<KubeconfigContext>>;
+  files: string[];
+}
+
+function dirOf(file: string): string {
+  const slash = file.lastIndexOf("/");
+  return slash < 0 ? "." : file.slice(0, slash) || "/";
+}
+
+function resolvePath(path: string, file: string, env: (name: string) => string | undefined): string {
+  if (path.startsWith("~/")) return `${env("HOME") ?? ""}/${path.slice(2)}`;
+  return path.startsWith("/") ? path : `${dirOf(file)}/${path}`;
+}
+
+function decodeBase64(data: string, field: string, where: string): string {
+  try {
+    const binary = atob(data.replace(/\s+/g, ""));
+    return new TextDecoder().decode(Uint8Array.from(binary, (c) => c.charCodeAt(0)));
+  } catch {
+    throw new ConfigError(`${where}: ${field} is not valid base64`);
+  }
+}
+
+function requirePem(text: string, field: string, where: string): string {
+  if (!/-----BEGIN [A-Z ]+-----/.test(text)) throw new ConfigError(`${where}: ${field} is not PEM data`);
+  return text;
+}
+
+async function readField(
+  entry: Record<string, unknown>,
+  fileField: string,
+  dataField: string,
+  where: string,
+  file: string,
+  env: (name: string) => string | undefined,
+): Promise<string | undefined> {
+  const data = entry[dataField];
+  if (typeof data === "string" && data) {
+    return requirePem(decodeBase64(data, dataField, where), dataField, where);
+  }
+  const path = entry[fileField];
+  if (typeof path === "string" && path) {
+    const resolved = resolvePath(path, file, env);
+    try {
+      return requirePem(await Deno.readTextFile(resolved), fileField, where);
+    } catch (err) {
+      if (err instanceof ConfigError) throw err;
+      throw new ConfigError(`${where}: cannot read ${fileField} ${resolved}: ${(err as Error).message}`);
+    }
+  }
+  return undefined;
+}
+
+function namedList<T>(doc: Record<string, unknown>, key: string, inner: string, file: string): Named<T>[] {
+  const list = doc[key];
+  if (list === undefined || list === null) return [];
+  if (!Array.isArray(list)) throw new ConfigError(`kubeconfig ${file}: "${key}" must be a list`);
+  return list.map((item, i) => {
+    const name = (item as { name?: unknown })?.name;
+    if (typeof name !== "string" || !name) {
+      throw new ConfigError(`kubeconfig ${file}: ${key}[${i}] has no name`);
+    }
+    return { name, value: ((item as Record<string, unknown>)[inner] ?? {}) as T, file };
+  });
+}
+
+async function readMerged(paths: string[], explicit: boolean): Promise<Merged> {
+  const merged: Merged = { clusters: new Map(), users: new Map(), contexts: new Map(), files: [] };
+  for (const file of paths) {
+    let text: string;
+    try {
+      text = await Deno.readTextFile(file);
+    } catch (err) {
+      if (err instanceof Deno.errors.NotFound && !explicit) continue; // like kubectl: missing entries of $KUBECONFIG are skipped
+      throw new ConfigError(`cannot read kubeconfig ${file}: ${(err as Error).message}`);
+    }
+    let doc: Record<string, unknown>;
+    try {
+      doc = (parse(text) ?? {}) as Record<string, unknown>;
+    } catch (err) {
+      throw new ConfigError(`kubeconfig ${file} is not valid YAML: ${(err as Error).message.split("\n")[0]}`);
+    }
+    if (typeof doc !== "object" || Array.isArray(doc)) {
+      throw new ConfigError(`kubeconfig ${file} is not a YAML mapping`);
+    }
+    merged.files.push(file);
+    const current = doc["current-context"];
+    if (!merged.currentContext && typeof current === "string" && current) {
+      merged.currentContext = { name: current, file };
+    }
+    for (const c of namedList<KubeconfigCluster>(doc, "clusters", "cluster", file)) {
+      if (!merged.clusters.has(c.name)) merged.clusters.set(c.name, c);
+    }
+    for (const u of namedList<KubeconfigUser>(doc, "users", "user", file)) {
+      if (!merged.users.has(u.name)) merged.users.set(u.name, u);
+    }
+    for (const c of namedList<KubeconfigContext>(doc, "contexts", "context", file)) {
+      if (!merged.contexts.has(c.name)) merged.contexts.set(c.name, c);
+    }
+  }
+  if (merged.files.length === 0) {
+    throw new ConfigError(`no kubeconfig file found (looked at ${paths.join(", ")})`);
+  }
+  return merged;
+}
+
+/** Reads and merges `paths`, selects the context, and builds the client configuration. */
+export async function loadKubeconfigFiles(
+  paths: string[],
+  options: { context?: string; explicit: boolean; env: (name: string) => string | undefined },
+): Promise<ClientConfig> {
+  const merged = await readMerged(paths, options.explicit);
+  const files = merged.files.join(":");
+  const contextName = options.context ?? merged.currentContext?.name;
+  if (!contextName) throw new ConfigError(`kubeconfig ${files}: no current-context set and no context given`);
+  const context = merged.contexts.get(contextName);
+  if (!context) {
+    const available = [...merged.contexts.keys()].sort();
+    throw new ConfigError(
+      `kubeconfig ${files}: context "${contextName}" not found (available: ${
+        available.length ? available.join(", ") : "none"
+      })`,
+    );
+  }
+  const where = `kubeconfig ${context.file} (context "${contextName}")`;
+  const clusterName = context.value.cluster;
+  if (!clusterName) throw new ConfigError(`${where}: the context names no cluster`);
+  const cluster = merged.clusters.get(clusterName);
+  if (!cluster) throw new ConfigError(`${where}: cluster "${clusterName}" not found in ${files}`);
+  const clusterWhere = `kubeconfig ${cluster.file} (cluster "${clusterName}")`;
+  const server = cluster.value.server;
+  if (!server) throw new ConfigError(`${clusterWhere}: server is missing`);
+  try {
+    new URL(server);
+  } catch {
+    throw new ConfigError(`${clusterWhere}: server "${server}" is not a URL`);
+  }
+  const caPem = await readField(
+    cluster.value as Record<string, unknown>,
+    "certificate-authority",
+    "certificate-authority-data",
+    clusterWhere,
+    cluster.file,
+    options.env,
+  );
+  const userName = context.value.user;
+  const user = userName ? merged.users.get(userName) : undefined;
+  if (userName && !user) throw new ConfigError(`${where}: user "${userName}" not found in ${files}`);
+  const credentials = user
+    ? await credentialsFor(user, {
+      server,
+      "certificate-authority-data": caPem ? btoa(caPem) : undefined,
+      "insecure-skip-tls-verify": cluster.value["insecure-skip-tls-verify"],
+      "tls-server-name": cluster.value["tls-server-name"],
+    }, options.env)
+    : new StaticCredentials({});
+  return {
+    server: server.replace(/\/+$/, ""),
+    tls: {
+      caPem,
+      insecureSkipTlsVerify: cluster.value["insecure-skip-tls-verify"] === true,
+      serverName: cluster.value["tls-server-name"] || undefined,
+    },
+    credentials,
+    namespace: context.value.namespace || "default",
+    contextName,
+    source: where,
+    proxyUrl: cluster.value["proxy-url"] || undefined,
+  };
+}
+
+async function credentialsFor(
+  user: Named<KubeconfigUser>,
+  cluster: {
+    server: string;
+    "certificate-authority-data"?: string;
+    "insecure-skip-tls-verify"?: boolean;
+    "tls-server-name"?: string;
+  },
+  env: (name: string) => string | undefined,
+): Promise<CredentialSource> {
+  const where = `kubeconfig ${user.file} (user "${user.name}")`;
+  const u = user.value;
+  if (u.username || u.password) {
+    throw new ConfigError(
+      `${where}: username/password (basic auth) is not supported; Kubernetes removed it — use a token, a certificate or an exec plugin`,
+    );
+  }
+  if (u["auth-provider"]) {
+    throw new ConfigError(
+      `${where}: auth-provider "${
+        u["auth-provider"].name ?? "?"
+      }" is not supported; use an exec credential plugin instead`,
+    );
+  }
+  const certPem = await readField(
+    u as Record<string, unknown>,
+    "client-certificate",
+    "client-certificate-data",
+    where,
+    user.file,
+    env,
+  );
+  const keyPem = await readField(
+    u as Record<string, unknown>,
+    "client-key",
+    "client-key-data",
+    where,
+    user.file,
+    env,
+  );
+  if (Boolean(certPem) !== Boolean(keyPem)) {
+    throw new ConfigError(
+      `${where}: ${
+        certPem
+          ? "client-key(-data) is missing for the client certificate"
+          : "client-certificate(-data) is missing for the client key"
+      }`,
+    );
+  }
+  const base: Credentials = certPem ? { certPem, keyPem } : {};
+  if (u.exec) {
+    if (!u.exec.command) throw new ConfigError(`${where}: exec.command is missing`);
+    const exec: ExecConfig = {
+      ...u.exec,
+      command: u.exec.command.includes("/") ? resolvePath(u.exec.command, user.file, env) : u.exec.command,
+    };
+    return new ExecCredentials(exec, { source: where, cluster, base });
+  }
+  if (u.token) return new StaticCredentials({ ...base, token: u.token });
+  if (u.tokenFile) return new TokenFileCredentials(resolvePath(u.tokenFile, user.file, env), base);
+  return new StaticCredentials(base);
+}

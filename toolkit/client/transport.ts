@@ -1,0 +1,339 @@
+/**
+ * The HTTP transport of the Kubernetes client: `fetch` with one `Deno.createHttpClient` per
+ * configuration, credentials (bearer token or client certificate) from a {@linkcode CredentialSource},
+ * a client-side QPS/burst limit, request timeouts, cancellation by `AbortSignal`, and retries with
+ * backoff for 429, 5xx and connection failures where a retry is safe.
+ *
+ * Every generated API module and the runtime use only {@linkcode Transport.request} and
+ * {@linkcode Transport.stream}; a test double needs just those two methods.
+ *
+ * @module
+ */
+
+import type { ClientConfig, Credentials } from "./config.ts";
+import { ApiError, type Status } from "./errors.ts";
+import { sleep, TokenBucket } from "./rate_limiter.ts";
+import { NodeHttpsClient } from "./node_fetch.ts";
+
+/** HTTP methods the API server uses. */
+export type HttpMethod = "GET" | "POST" | "PUT" | "PATCH" | "DELETE";
+
+/** Query parameter values; `undefined` entries are left out, arrays repeat the key. */
+export type QueryValue = string | number | boolean | undefined | readonly string[];
+
+/** One API request. */
+export interface RequestOptions {
+  method: HttpMethod;
+  /** Absolute API path, e.g. `/api/v1/namespaces/default/pods`. */
+  path: string;
+  query?: Record<string, QueryValue>;
+  /** Serialised as JSON unless it is a string or bytes. */
+  body?: unknown;
+  /** Content type of the body (default `application/json`; patches set their own). */
+  contentType?: string;
+  /** Accept header (default `application/json`). */
+  accept?: string;
+  signal?: AbortSignal;
+  /** Timeout in ms: whole request for {@linkcode Transport.request}, until headers for streams. */
+  timeoutMs?: number;
+  /**
+   * Whether the request may be repeated after a 5xx without `Retry-After` or after a connection
+   * failure where it may have reached the server. Defaults to true for GET only.
+   */
+  idempotent?: boolean;
+}
+
+/** Observes completed requests (for metrics). `code` is 0 when no response arrived. */
+export type RequestObserver = (
+  event: { method: string; code: number; seconds: number; retry: boolean },
+) => void;
+
+/** Options of {@linkcode HttpTransport}. */
+export interface TransportOptions {
+  /** Requests per second (default 50; 0 disables the limit). */
+  qps?: number;
+  /** Burst size (default 100). */
+  burst?: number;
+  /** Default timeout per request in ms (default 30 s). */
+  timeoutMs?: number;
+  /** Maximum retries of one request (default 8). */
+  maxRetries?: number;
+  /** User-Agent header (default `kubeocean-toolkit`). */
+  userAgent?: string;
+  observer?: RequestObserver;
+}
+
+/** The transport contract every client layer is written against. */
+export interface Transport {
+  /** The configuration the transport talks to (server, default namespace). */
+  readonly config: ClientConfig;
+  /** Sends a request and parses the JSON response; throws {@linkcode ApiError} for error statuses. */
+  request<T = unknown>(options: RequestOptions): Promise<T>;
+  /** Sends a request and returns the streaming response (2xx only; errors throw {@linkcode ApiError}). */
+  stream(options: RequestOptions): Promise<Response>;
+  /** Releases connections. */
+  close(): void;
+}
+
+/** How requests are sent: Deno's fetch with an HttpClient, or node:https for special TLS settings. */
+interface HttpBackend {
+  certPem?: string;
+  client?: Deno.HttpClient;
+  node?: NodeHttpsClient;
+}
+
+const DEFAULTS = { qps: 50, burst: 100, timeoutMs: 30_000, maxRetries: 8 };
+
+/** `fetch`-based transport for one {@linkcode ClientConfig}. */
+export class HttpTransport implements Transport {
+  readonly #limiter: TokenBucket;
+  readonly #options: Required<Omit<TransportOptions, "observer">> & { observer?: RequestObserver };
+  #http?: HttpBackend;
+  #closed = false;
+
+  constructor(readonly config: ClientConfig, options: TransportOptions = {}) {
+    this.#options = {
+      qps: options.qps ?? DEFAULTS.qps,
+      burst: options.burst ?? DEFAULTS.burst,
+      timeoutMs: options.timeoutMs ?? DEFAULTS.timeoutMs,
+      maxRetries: options.maxRetries ?? DEFAULTS.maxRetries,
+      userAgent: options.userAgent ?? "kubeocean-toolkit",
+      observer: options.observer,
+    };
+    this.#limiter = new TokenBucket(this.#options.qps, this.#options.burst);
+  }
+
+  async request<T = unknown>(options: RequestOptions): Promise<T> {
+    const response = await this.#send(options, false);
+    const text = await response.text();
+    if (!text) return undefined as T;
+    try {
+      return JSON.parse(text) as T;
+    } catch {
+      return text as T;
+    }
+  }
+
+  stream(options: RequestOptions): Promise<Response> {
+    return this.#send(options, true);
+  }
+
+  /**
+   * Where and how to open a WebSocket for a streaming subresource (exec, attach, port-forward):
+   * the `wss://` URL, the auth header and the HTTP client carrying TLS settings.
+   */
+  async websocketTarget(
+    path: string,
+    query: URLSearchParams,
+  ): Promise<{ url: string; headers: Record<string, string>; client: Deno.HttpClient }> {
+    await this.#limiter.take();
+    const credentials = await this.config.credentials.get();
+    const backend = this.#backend(credentials);
+    if (!backend.client) {
+      throw new Error(
+        `${path}: WebSocket streams need standard TLS (no tls-server-name / insecure-skip-tls-verify)`,
+      );
+    }
+    const client = backend.client;
+    const url = new URL(this.config.server + path);
+    url.search = query.toString();
+    url.protocol = url.protocol === "http:" ? "ws:" : "wss:";
+    const headers: Record<string, string> = { "user-agent": this.#options.userAgent };
+    if (credentials.token) headers.authorization = `Bearer ${credentials.token}`;
+    return { url: url.toString(), headers, client };
+  }
+
+  close(): void {
+    this.#closed = true;
+    this.#closeBackend();
+  }
+
+  /** Sends with rate limiting, auth refresh on 401 and retries; returns a 2xx response. */
+  async #send(options: RequestOptions, streaming: boolean): Promise<Response> {
+    const describe = `${options.method} ${options.path}`;
+    const idempotent = options.idempotent ?? options.method === "GET";
+    let refreshedAuth = false;
+    for (let attempt = 0;; attempt++) {
+      if (this.#closed) throw new Error(`${describe}: client is closed`);
+      await this.#limiter.take(options.signal);
+      const started = performance.now();
+      let response: Response;
+      try {
+        response = await this.#fetch(options, streaming);
+      } catch (err) {
+        options.signal?.throwIfAborted();
+        const notSent = isConnectFailure(err);
+        const timedOut = err instanceof DOMException && err.name === "TimeoutError";
+        this.#observe(options.method, 0, started, attempt > 0);
+        if ((notSent || idempotent) && !timedOut && attempt < this.#options.maxRetries) {
+          await sleep(backoffMs(attempt), options.signal);
+          continue;
+        }
+        throw new Error(`${describe} to ${this.config.server} failed: ${describeError(err)}`, {
+          cause: err,
+        });
+      }
+      this.#observe(options.method, response.status, started, attempt > 0);
+      if (response.ok) return response;
+
+      const status = await readStatus(response);
+      if (response.status === 401 && !refreshedAuth) {
+        refreshedAuth = true;
+        this.config.credentials.invalidate();
+        continue;
+      }
+      const retryAfter = parseRetryAfter(response.headers.get("retry-after"), status);
+      const retryable = response.status === 429 ||
+        (response.status >= 500 && (retryAfter !== undefined || idempotent));
+      if (retryable && attempt < this.#options.maxRetries) {
+        await sleep(
+          retryAfter !== undefined ? Math.min(retryAfter * 1000, 30_000) : backoffMs(attempt),
+          options.signal,
+        );
+        continue;
+      }
+      throw new ApiError(response.status, status, describe);
+    }
+  }
+
+  async #fetch(options: RequestOptions, streaming: boolean): Promise<Response> {
+    const credentials = await this.config.credentials.get();
+    const backend = this.#backend(credentials);
+    const url = new URL(this.config.server + options.path);
+    for (const [key, value] of Object.entries(options.query ?? {})) {
+      if (value === undefined) continue;
+      if (Array.isArray(value)) { for (const v of value) url.searchParams.append(key, v); }
+      else url.searchParams.set(key, String(value));
+    }
+    const headers: Record<string, string> = {
+      accept: options.accept ?? "application/json",
+      "user-agent": this.#options.userAgent,
+    };
+    if (credentials.token) headers.authorization = `Bearer ${credentials.token}`;
+    let body: string | Uint8Array | undefined;
+    if (options.body !== undefined) {
+      headers["content-type"] = options.contentType ?? "application/json";
+      body = typeof options.body === "string" || options.body instanceof Uint8Array
+        ? options.body
+        : JSON.stringify(options.body);
+    }
+    const timeoutMs = options.timeoutMs ?? this.#options.timeoutMs;
+    const controller = new AbortController();
+    const timer = setTimeout(
+      () => controller.abort(new DOMException(`no response within ${timeoutMs} ms`, "TimeoutError")),
+      timeoutMs,
+    );
+    const signal = options.signal ? AbortSignal.any([options.signal, controller.signal]) : controller.signal;
+    try {
+      const init = { method: options.method, headers, body, signal };
+      const response = backend.node
+        ? await backend.node.fetch(url, init)
+        : await fetch(url, { ...init, body: body as BodyInit | undefined, client: backend.client });
+      if (!streaming) {
+        // Read the body under the same timeout, then hand back a buffered response.
+        const bytes = new Uint8Array(await response.arrayBuffer());
+        return new Response(bytes, {
+          status: response.status,
+          statusText: response.statusText,
+          headers: response.headers,
+        });
+      }
+      return response;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /**
+   * The HTTP backend for the current client certificate (re-created when an exec plugin rotates
+   * it): Deno's `fetch` with a `Deno.HttpClient`, or `node:https` when the configuration needs
+   * `tls-server-name` or `insecure-skip-tls-verify`, which `fetch` cannot do.
+   */
+  #backend(credentials: Credentials): HttpBackend {
+    if (this.#http && this.#http.certPem === credentials.certPem) return this.#http;
+    const { tls, proxyUrl } = this.config;
+    const hostname = new URL(this.config.server).hostname.replace(/^\[|\]$/g, "");
+    const needsNode = tls.insecureSkipTlsVerify || (tls.serverName && tls.serverName !== hostname);
+    const backend: HttpBackend = needsNode
+      ? {
+        certPem: credentials.certPem,
+        node: new NodeHttpsClient({
+          ca: tls.insecureSkipTlsVerify ? undefined : tls.caPem,
+          cert: credentials.certPem,
+          key: credentials.keyPem,
+          servername: tls.serverName,
+          rejectUnauthorized: !tls.insecureSkipTlsVerify,
+        }),
+      }
+      : {
+        certPem: credentials.certPem,
+        client: Deno.createHttpClient({
+          caCerts: tls.caPem ? [tls.caPem] : [],
+          proxy: proxyUrl ? { url: proxyUrl } : undefined,
+          ...(credentials.certPem && credentials.keyPem
+            ? { cert: credentials.certPem, key: credentials.keyPem }
+            : {}),
+        } as Deno.CreateHttpClientOptions),
+      };
+    this.#closeBackend();
+    this.#http = backend;
+    return backend;
+  }
+
+  #closeBackend(): void {
+    this.#http?.client?.close();
+    this.#http?.node?.close();
+    this.#http = undefined;
+  }
+
+  #observe(method: string, code: number, started: number, retry: boolean): void {
+    this.#options.observer?.({ method, code, seconds: (performance.now() - started) / 1000, retry });
+  }
+}
+
+/** Exponential backoff for attempt `n`: 200 ms × 2ⁿ, capped at 10 s, with ±50 % jitter. */
+export function backoffMs(attempt: number): number {
+  const base = Math.min(10_000, 200 * 2 ** attempt);
+  return base * (0.5 + Math.random());
+}
+
+/** Seconds to wait from a `Retry-After` header (seconds or HTTP date) or the Status details. */
+export function parseRetryAfter(header: string | null, status?: Status): number | undefined {
+  if (header) {
+    const seconds = Number(header);
+    if (Number.isFinite(seconds)) return Math.max(0, seconds);
+    const date = Date.parse(header);
+    if (!Number.isNaN(date)) return Math.max(0, (date - Date.now()) / 1000);
+  }
+  return status?.details?.retryAfterSeconds;
+}
+
+async function readStatus(response: Response): Promise<Status> {
+  const text = await response.text().catch(() => "");
+  try {
+    const parsed = JSON.parse(text);
+    if (parsed && typeof parsed === "object" && parsed.kind === "Status") return parsed as Status;
+  } catch {
+    // not JSON
+  }
+  return { message: text.trim() || response.statusText, code: response.status };
+}
+
+/** An error's message with the messages of its causes (fetch hides the TLS reason in `cause`). */
+function describeError(err: unknown): string {
+  const parts: string[] = [];
+  let current: unknown = err;
+  for (let depth = 0; current && depth < 4; depth++) {
+    const message = (current as Error).message ?? String(current);
+    if (!parts.some((p) => p.includes(message))) parts.push(message);
+    current = (current as Error).cause;
+  }
+  return parts.join(": ");
+}
+
+/** Whether a fetch error happened before the request could reach the server. */
+function isConnectFailure(err: unknown): boolean {
+  const message = describeError(err);
+  return /connection refused|error trying to connect|tcp connect error|dns error|failed to lookup/i
+    .test(message);
+}

@@ -1,0 +1,90 @@
+/**
+ * Raw watch streams: one HTTP watch request decoded into typed events, as an `AsyncIterable`.
+ * Breaking out of the loop (or aborting the signal) cancels the request.
+ *
+ * @module
+ */
+
+import { ApiError, type Status } from "./errors.ts";
+import type { KubeObject } from "./resource.ts";
+import type { QueryValue, Transport } from "./transport.ts";
+
+/** Watch event types sent by the API server. */
+export type WatchEventType = "ADDED" | "MODIFIED" | "DELETED" | "BOOKMARK" | "ERROR";
+
+/** One decoded watch event. `ERROR` events are turned into a thrown {@linkcode ApiError}. */
+export interface WatchEvent<T> {
+  type: Exclude<WatchEventType, "ERROR">;
+  object: T;
+}
+
+/** Options of a raw watch request. */
+export interface WatchRequest {
+  path: string;
+  query: Record<string, QueryValue>;
+  signal?: AbortSignal;
+}
+
+/** Annotation on the bookmark that ends the initial events of a streaming list. */
+export const INITIAL_EVENTS_END_ANNOTATION = "k8s.io/initial-events-end";
+
+/**
+ * Opens a watch and yields its events until the server ends the stream, the signal aborts or the
+ * consumer stops iterating. A server-sent `ERROR` event throws an {@linkcode ApiError} (e.g. 410
+ * Gone when the resourceVersion is too old).
+ */
+export async function* watchEvents<T extends KubeObject>(
+  transport: Transport,
+  request: WatchRequest,
+): AsyncGenerator<WatchEvent<T>, void, undefined> {
+  const controller = new AbortController();
+  const signal = request.signal ? AbortSignal.any([request.signal, controller.signal]) : controller.signal;
+  const response = await transport.stream({
+    method: "GET",
+    path: request.path,
+    query: { ...request.query, watch: true },
+    signal,
+  });
+  if (!response.body) return;
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffered = "";
+  try {
+    while (true) {
+      let chunk: ReadableStreamReadResult<string>;
+      try {
+        chunk = await reader.read();
+      } catch (err) {
+        if (request.signal?.aborted) return;
+        throw err;
+      }
+      if (chunk.done) break;
+      buffered += chunk.value;
+      let newline: number;
+      while ((newline = buffered.indexOf("\n")) >= 0) {
+        const line = buffered.slice(0, newline).trim();
+        buffered = buffered.slice(newline + 1);
+        if (line) yield decode<T>(line, request.path);
+      }
+    }
+    const rest = buffered.trim();
+    if (rest) yield decode<T>(rest, request.path);
+  } finally {
+    controller.abort();
+    await reader.cancel().catch(() => {});
+  }
+}
+
+function decode<T>(line: string, path: string): WatchEvent<T> {
+  let event: { type?: WatchEventType; object?: unknown };
+  try {
+    event = JSON.parse(line);
+  } catch {
+    throw new Error(`watch ${path}: undecodable event: ${line.slice(0, 200)}`);
+  }
+  if (event.type === "ERROR") {
+    const status = (event.object ?? {}) as Status;
+    throw new ApiError(status.code ?? 500, status, `WATCH ${path}`);
+  }
+  if (!event.type || !event.object) throw new Error(`watch ${path}: malformed event: ${line.slice(0, 200)}`);
+  return event as WatchEvent<T>;
+}

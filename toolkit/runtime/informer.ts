@@ -1,0 +1,157 @@
+/**
+ * Shared informers: one watch per resource (and selector) per cluster feeds one store and any
+ * number of subscribers. {@linkcode InformerFactory} hands out the same informer to every
+ * controller that asks for the same thing.
+ *
+ * @module
+ */
+
+import type { KubeObject } from "../client/resource.ts";
+import type { ResourceClient } from "../client/resource_client.ts";
+import type { Transport } from "../client/transport.ts";
+import type { Backoff } from "./backoff.ts";
+import { Channel } from "./channel.ts";
+import { type IndexFunc, type ReflectedEvent, reflector, Store } from "./store.ts";
+import { backoffWatcher, type WatcherOptions } from "./watcher.ts";
+
+/** Options of an {@linkcode Informer}. */
+export interface InformerOptions extends Omit<WatcherOptions, "signal"> {
+  indexers?: Record<string, IndexFunc<never>>;
+  backoff?: Backoff;
+  /** Called with every transient error (for logging). */
+  onError?: (error: Error) => void;
+}
+
+/** A running list-watch of one resource feeding a {@linkcode Store} and subscribers. */
+export class Informer<T extends KubeObject> {
+  readonly store: Store<T>;
+  readonly #subscribers = new Set<Channel<ReflectedEvent<T>>>();
+  #controller?: AbortController;
+  #loop?: Promise<void>;
+  #lastError?: { error: Error; at: Date };
+  #lastEventAt?: Date;
+
+  constructor(readonly client: ResourceClient<T>, readonly options: InformerOptions = {}) {
+    this.store = new Store<T>(options.indexers as Record<string, IndexFunc<T>> | undefined);
+  }
+
+  /** Starts the list-watch loop (idempotent). */
+  start(): this {
+    if (this.#controller) return this;
+    this.#controller = new AbortController();
+    const signal = this.#controller.signal;
+    this.#loop = (async () => {
+      const stream = reflector(
+        this.store,
+        backoffWatcher(this.client, { ...this.options, signal }, this.options.backoff),
+      );
+      for await (const event of stream) {
+        this.#lastEventAt = new Date();
+        if (event.type === "Error") {
+          this.#lastError = { error: event.error, at: new Date() };
+          this.options.onError?.(event.error);
+        }
+        for (const subscriber of this.#subscribers) subscriber.push(event);
+      }
+    })();
+    return this;
+  }
+
+  /** Stops watching and ends every subscription. */
+  async stop(): Promise<void> {
+    this.#controller?.abort();
+    await this.#loop?.catch(() => {});
+    for (const subscriber of this.#subscribers) subscriber.close();
+    this.#subscribers.clear();
+  }
+
+  /** Resolves once the first list has completed. */
+  ready(signal?: AbortSignal): Promise<void> {
+    return this.store.ready(signal);
+  }
+
+  /** The last transient error and when it happened (for health checks). */
+  get lastError(): { error: Error; at: Date } | undefined {
+    return this.#lastError;
+  }
+
+  /** When the last event (of any kind) arrived. */
+  get lastEventAt(): Date | undefined {
+    return this.#lastEventAt;
+  }
+
+  /**
+   * Subscribes to events. A subscriber that joins after the first list gets the current state
+   * first (`Init`, one `InitApply` per object, `InitDone`), so it never misses an object.
+   * Iteration ends when `signal` aborts or the informer stops.
+   */
+  events(signal?: AbortSignal): AsyncIterable<ReflectedEvent<T>> {
+    const channel = new Channel<ReflectedEvent<T>>();
+    if (this.store.isReady) {
+      channel.push({ type: "Init" });
+      for (const object of this.store.list()) channel.push({ type: "InitApply", object });
+      channel.push({ type: "InitDone", resourceVersion: "" });
+    }
+    this.#subscribers.add(channel);
+    signal?.addEventListener("abort", () => {
+      this.#subscribers.delete(channel);
+      channel.close();
+    }, { once: true });
+    this.start();
+    return channel;
+  }
+}
+
+/** Identifies a shareable informer. */
+function informerKey(client: ResourceClient<KubeObject>, options: InformerOptions): string {
+  const d = client.descriptor;
+  return JSON.stringify([
+    d.group,
+    d.version,
+    d.plural,
+    client.boundNamespace ?? "",
+    options.labelSelector ?? "",
+    options.fieldSelector ?? "",
+  ]);
+}
+
+/** Hands out one shared {@linkcode Informer} per (resource, namespace, selectors) of one transport. */
+export class InformerFactory {
+  readonly #informers = new Map<string, Informer<KubeObject>>();
+
+  constructor(readonly transport: Transport) {}
+
+  /** The shared informer for `client` (whose transport must be this factory's). */
+  for<T extends KubeObject>(client: ResourceClient<T>, options: InformerOptions = {}): Informer<T> {
+    if (client.transport !== this.transport) {
+      throw new Error("the resource client belongs to another cluster");
+    }
+    const key = informerKey(client as unknown as ResourceClient<KubeObject>, options);
+    let informer = this.#informers.get(key);
+    if (!informer) {
+      informer = new Informer(client as unknown as ResourceClient<KubeObject>, options);
+      this.#informers.set(key, informer);
+    } else if (options.indexers) {
+      for (const [name, fn] of Object.entries(options.indexers)) {
+        informer.store.addIndex(name, fn as IndexFunc<KubeObject>);
+      }
+    }
+    return informer as unknown as Informer<T>;
+  }
+
+  /** Every informer handed out so far. */
+  get informers(): Informer<KubeObject>[] {
+    return [...this.#informers.values()];
+  }
+
+  /** Whether every started informer has listed once. */
+  get allReady(): boolean {
+    return this.informers.every((i) => i.store.isReady);
+  }
+
+  /** Stops every informer. */
+  async stop(): Promise<void> {
+    await Promise.all(this.informers.map((i) => i.stop()));
+    this.#informers.clear();
+  }
+}
