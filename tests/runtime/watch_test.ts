@@ -43,7 +43,7 @@ envTest("watch: resume, 410 re-list, tombstones, API server restart, streaming l
         const abort = new AbortController();
         const done = (async () => {
           for await (
-            const event of watcher(cms, { watchTimeoutSeconds: [1, 1], signal: abort.signal })
+            const event of watcher(cms, { pageSize: 2, watchTimeoutSeconds: [1, 1], signal: abort.signal })
           ) events.push(event);
         })();
         await eventually("initial list", () => events.some((e) => e.type === "InitDone"));

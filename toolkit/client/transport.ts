@@ -13,6 +13,7 @@
 import type { ClientConfig, Credentials } from "./config.ts";
 import { ApiError, type Status } from "./errors.ts";
 import { sleep, TokenBucket } from "./rate_limiter.ts";
+import { LinkedAbort } from "./abort.ts";
 import { NodeHttpsClient } from "./node_fetch.ts";
 
 /** HTTP methods the API server uses. */
@@ -104,8 +105,7 @@ export class HttpTransport implements Transport {
   }
 
   async request<T = unknown>(options: RequestOptions): Promise<T> {
-    const response = await this.#send(options, false);
-    const text = await response.text();
+    const { text } = await this.#send(options, false);
     if (!text) return undefined as T;
     try {
       return JSON.parse(text) as T;
@@ -114,8 +114,8 @@ export class HttpTransport implements Transport {
     }
   }
 
-  stream(options: RequestOptions): Promise<Response> {
-    return this.#send(options, true);
+  async stream(options: RequestOptions): Promise<Response> {
+    return (await this.#send(options, true)).response;
   }
 
   /**
@@ -149,7 +149,7 @@ export class HttpTransport implements Transport {
   }
 
   /** Sends with rate limiting, auth refresh on 401 and retries; returns a 2xx response. */
-  async #send(options: RequestOptions, streaming: boolean): Promise<Response> {
+  async #send(options: RequestOptions, streaming: boolean): Promise<{ response: Response; text?: string }> {
     const describe = `${options.method} ${options.path}`;
     const idempotent = options.idempotent ?? options.method === "GET";
     let refreshedAuth = false;
@@ -158,8 +158,9 @@ export class HttpTransport implements Transport {
       await this.#limiter.take(options.signal);
       const started = performance.now();
       let response: Response;
+      let text: string | undefined;
       try {
-        response = await this.#fetch(options, streaming);
+        ({ response, text } = await this.#fetch(options, streaming));
       } catch (err) {
         options.signal?.throwIfAborted();
         const notSent = isConnectFailure(err);
@@ -174,9 +175,9 @@ export class HttpTransport implements Transport {
         });
       }
       this.#observe(options.method, response.status, started, attempt > 0);
-      if (response.ok) return response;
+      if (response.ok) return { response, text };
 
-      const status = await readStatus(response);
+      const status = parseStatus(text ?? "", response);
       if (response.status === 401 && !refreshedAuth) {
         refreshedAuth = true;
         this.config.credentials.invalidate();
@@ -196,7 +197,7 @@ export class HttpTransport implements Transport {
     }
   }
 
-  async #fetch(options: RequestOptions, streaming: boolean): Promise<Response> {
+  async #fetch(options: RequestOptions, streaming: boolean): Promise<{ response: Response; text?: string }> {
     const credentials = await this.config.credentials.get();
     const backend = this.#backend(credentials);
     const url = new URL(this.config.server + options.path);
@@ -218,27 +219,28 @@ export class HttpTransport implements Transport {
         : JSON.stringify(options.body);
     }
     const timeoutMs = options.timeoutMs ?? this.#options.timeoutMs;
-    const controller = new AbortController();
+    const link = new LinkedAbort(options.signal);
     const timer = setTimeout(
-      () => controller.abort(new DOMException(`no response within ${timeoutMs} ms`, "TimeoutError")),
+      () => link.abort(new DOMException(`no response within ${timeoutMs} ms`, "TimeoutError")),
       timeoutMs,
     );
-    const signal = options.signal ? AbortSignal.any([options.signal, controller.signal]) : controller.signal;
+    const signal = link.signal;
     try {
       const init = { method: options.method, headers, body, signal };
       const response = backend.node
         ? await backend.node.fetch(url, init)
         : await fetch(url, { ...init, body: body as BodyInit | undefined, client: backend.client });
-      if (!streaming) {
-        // Read the body under the same timeout, then hand back a buffered response.
-        const bytes = new Uint8Array(await response.arrayBuffer());
-        return new Response(bytes, {
-          status: response.status,
-          statusText: response.statusText,
-          headers: response.headers,
-        });
+      if (!streaming || !response.ok) {
+        // Read the body under the same timeout.
+        const text = await response.text();
+        link.dispose();
+        return { response, text };
       }
-      return response;
+      // Streams stay linked to the caller's signal until their body ends or is cancelled.
+      return { response: linkBody(response, link) };
+    } catch (err) {
+      link.dispose();
+      throw err;
     } finally {
       clearTimeout(timer);
     }
@@ -308,8 +310,64 @@ export function parseRetryAfter(header: string | null, status?: Status): number 
   return status?.details?.retryAfterSeconds;
 }
 
-async function readStatus(response: Response): Promise<Status> {
-  const text = await response.text().catch(() => "");
+/**
+ * Wraps a streaming response so that aborting `link` ends the body at once (even when nobody is
+ * reading), and the link is released once the body ends, fails or is cancelled.
+ */
+function linkBody(response: Response, link: LinkedAbort): Response {
+  if (!response.body) {
+    link.dispose();
+    return response;
+  }
+  const reader = response.body.getReader();
+  let finished = false;
+  const finish = () => {
+    if (finished) return;
+    finished = true;
+    link.dispose();
+  };
+  const body = new ReadableStream<Uint8Array>({
+    start(controller) {
+      link.signal.addEventListener("abort", () => {
+        if (finished) return;
+        finish();
+        try {
+          controller.error(link.signal.reason);
+        } catch {
+          // already closed
+        }
+        reader.cancel(link.signal.reason).catch(() => {});
+      }, { once: true });
+    },
+    async pull(controller) {
+      try {
+        const chunk = await reader.read();
+        if (finished) return;
+        if (chunk.done) {
+          finish();
+          controller.close();
+        } else {
+          controller.enqueue(chunk.value);
+        }
+      } catch (err) {
+        if (finished) return;
+        finish();
+        controller.error(err);
+      }
+    },
+    cancel(reason) {
+      finish();
+      return reader.cancel(reason);
+    },
+  });
+  return new Response(body, {
+    status: response.status,
+    statusText: response.statusText,
+    headers: response.headers,
+  });
+}
+
+function parseStatus(text: string, response: Response): Status {
   try {
     const parsed = JSON.parse(text);
     if (parsed && typeof parsed === "object" && parsed.kind === "Status") return parsed as Status;

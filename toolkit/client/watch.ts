@@ -5,6 +5,7 @@
  * @module
  */
 
+import { LinkedAbort } from "./abort.ts";
 import { ApiError, type Status } from "./errors.ts";
 import type { KubeObject } from "./resource.ts";
 import type { QueryValue, Transport } from "./transport.ts";
@@ -37,20 +38,29 @@ export async function* watchEvents<T extends KubeObject>(
   transport: Transport,
   request: WatchRequest,
 ): AsyncGenerator<WatchEvent<T>, void, undefined> {
-  const controller = new AbortController();
-  const signal = request.signal ? AbortSignal.any([request.signal, controller.signal]) : controller.signal;
-  const response = await transport.stream({
-    method: "GET",
-    path: request.path,
-    query: { ...request.query, watch: true },
-    signal,
-  });
-  if (!response.body) return;
-  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  const link = new LinkedAbort(request.signal);
+  let response: Response;
+  try {
+    response = await transport.stream({
+      method: "GET",
+      path: request.path,
+      query: { ...request.query, watch: true },
+      signal: link.signal,
+    });
+  } catch (err) {
+    link.dispose();
+    throw err;
+  }
+  if (!response.body) {
+    link.dispose();
+    return;
+  }
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
   let buffered = "";
   try {
     while (true) {
-      let chunk: ReadableStreamReadResult<string>;
+      let chunk: ReadableStreamReadResult<Uint8Array>;
       try {
         chunk = await reader.read();
       } catch (err) {
@@ -58,18 +68,18 @@ export async function* watchEvents<T extends KubeObject>(
         throw err;
       }
       if (chunk.done) break;
-      buffered += chunk.value;
-      let newline: number;
-      while ((newline = buffered.indexOf("\n")) >= 0) {
-        const line = buffered.slice(0, newline).trim();
-        buffered = buffered.slice(newline + 1);
-        if (line) yield decode<T>(line, request.path);
+      // One decode and one split per network chunk; the last part may be an incomplete line.
+      const lines = (buffered + decoder.decode(chunk.value, { stream: true })).split("\n");
+      buffered = lines.pop() ?? "";
+      for (const line of lines) {
+        if (line.length > 1) yield decode<T>(line, request.path);
       }
     }
-    const rest = buffered.trim();
+    const rest = (buffered + decoder.decode()).trim();
     if (rest) yield decode<T>(rest, request.path);
   } finally {
-    controller.abort();
+    link.abort(new Error("watch closed"));
+    link.dispose();
     await reader.cancel().catch(() => {});
   }
 }

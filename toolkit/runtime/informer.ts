@@ -12,11 +12,16 @@ import type { Transport } from "../client/transport.ts";
 import type { Backoff } from "./backoff.ts";
 import { Channel } from "./channel.ts";
 import { type IndexFunc, type ReflectedEvent, reflector, Store } from "./store.ts";
-import { backoffWatcher, type WatcherOptions } from "./watcher.ts";
+import { backoffWatcher, type WatcherEvent, type WatcherOptions } from "./watcher.ts";
 
 /** Options of an {@linkcode Informer}. */
 export interface InformerOptions extends Omit<WatcherOptions, "signal"> {
   indexers?: Record<string, IndexFunc<never>>;
+  /**
+   * Changes every object before it is cached, e.g. to drop fields the controller never reads.
+   * Default: {@linkcode stripManagedFields}. Pass `(o) => o` to keep objects as received.
+   */
+  transform?: (object: KubeObject) => KubeObject;
   backoff?: Backoff;
   /** Called with every transient error (for logging). */
   onError?: (error: Error) => void;
@@ -41,10 +46,9 @@ export class Informer<T extends KubeObject> {
     this.#controller = new AbortController();
     const signal = this.#controller.signal;
     this.#loop = (async () => {
-      const stream = reflector(
-        this.store,
-        backoffWatcher(this.client, { ...this.options, signal }, this.options.backoff),
-      );
+      const transform = (this.options.transform ?? stripManagedFields) as unknown as (object: T) => T;
+      const watched = backoffWatcher(this.client, { ...this.options, signal }, this.options.backoff);
+      const stream = reflector(this.store, transformed(watched, transform));
       for await (const event of stream) {
         this.#lastEventAt = new Date();
         if (event.type === "Error") {
@@ -99,6 +103,29 @@ export class Informer<T extends KubeObject> {
     }, { once: true });
     this.start();
     return channel;
+  }
+}
+
+/**
+ * Drops `metadata.managedFields` (server-side apply bookkeeping, often the largest part of small
+ * objects). Writes are unaffected: the server keeps them. The default informer transform.
+ */
+export function stripManagedFields<T extends KubeObject>(object: T): T {
+  const meta = object.metadata as (T["metadata"] & { managedFields?: unknown }) | undefined;
+  if (meta?.managedFields !== undefined) delete meta.managedFields;
+  return object;
+}
+
+async function* transformed<T extends KubeObject>(
+  stream: AsyncIterable<WatcherEvent<T>>,
+  transform: (object: T) => T,
+): AsyncGenerator<WatcherEvent<T>, void, undefined> {
+  for await (const event of stream) {
+    if (event.type === "InitApply" || event.type === "Apply" || event.type === "Delete") {
+      yield { ...event, object: transform(event.object) };
+    } else {
+      yield event;
+    }
   }
 }
 

@@ -8,6 +8,7 @@
  * @module
  */
 
+import { LinkedAbort } from "../client/abort.ts";
 import { isAlreadyExists, isConflict, isNotFound } from "../client/errors.ts";
 import type { KubeObject, ResourceDescriptor } from "../client/resource.ts";
 import { ResourceClient } from "../client/resource_client.ts";
@@ -137,11 +138,14 @@ export class LeaderElector {
     while (!signal.aborted) {
       await sleep(this.#opts.retryPeriodMs, signal).catch(() => {});
       if (signal.aborted) break;
-      const attempt = AbortSignal.any([
-        signal,
-        AbortSignal.timeout(Math.max(1, this.#opts.renewDeadlineMs - (this.#now() - lastRenew))),
-      ]);
-      const renewed = await this.#tryAcquireOrRenew(attempt).catch(() => false);
+      const attempt = new LinkedAbort(signal);
+      const timer = setTimeout(
+        () => attempt.abort(new Error("renew deadline")),
+        Math.max(1, this.#opts.renewDeadlineMs - (this.#now() - lastRenew)),
+      );
+      const renewed = await this.#tryAcquireOrRenew(attempt.signal).catch(() => false);
+      clearTimeout(timer);
+      attempt.dispose();
       if (renewed) {
         lastRenew = this.#now();
       } else if (this.#now() - lastRenew >= this.#opts.renewDeadlineMs) {

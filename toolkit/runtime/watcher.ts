@@ -14,6 +14,7 @@
  * @module
  */
 
+import { LinkedAbort } from "../client/abort.ts";
 import { isGone } from "../client/errors.ts";
 import type { KubeObject } from "../client/resource.ts";
 import type { ResourceClient } from "../client/resource_client.ts";
@@ -33,11 +34,13 @@ export type WatcherEvent<T> =
 export interface WatcherOptions {
   labelSelector?: string;
   fieldSelector?: string;
-  /** Page size of the initial list (default 500). */
+  /** Page size of the initial list (default 1000). */
   pageSize?: number;
   /**
-   * `list`: paged list then watch (default). `stream`: a streaming list (`sendInitialEvents`),
-   * falling back to `list` when the server refuses it.
+   * `list` (default): paged list (`pageSize` objects per request), then watch. `stream`: a
+   * streaming list (`sendInitialEvents`, Kubernetes' WatchList): one request and no large
+   * response buffers, but measured slower on kube-apiserver 1.36 for many small objects; falls
+   * back to `list` when the server refuses it.
    */
   initialList?: "list" | "stream";
   /** Watch timeout range in seconds; each watch picks a random value within it (default 300–600). */
@@ -81,7 +84,7 @@ export async function* watcher<T extends KubeObject>(
           const page of client.listPages({
             labelSelector: options.labelSelector,
             fieldSelector: options.fieldSelector,
-            limit: options.pageSize ?? 500,
+            limit: options.pageSize ?? 1000,
             signal,
           })
         ) {
@@ -179,25 +182,29 @@ async function* streamInitialList<T extends KubeObject>(
 
 /** Aborts when `parent` aborts or when {@linkcode touch} was not called for `idleMs`. */
 class IdleAbort {
-  readonly #controller = new AbortController();
+  readonly #link: LinkedAbort;
   #timer?: ReturnType<typeof setTimeout>;
-  readonly signal: AbortSignal;
 
   constructor(parent: AbortSignal | undefined, readonly idleMs: number) {
-    this.signal = parent ? AbortSignal.any([parent, this.#controller.signal]) : this.#controller.signal;
+    this.#link = new LinkedAbort(parent);
     this.touch();
+  }
+
+  get signal(): AbortSignal {
+    return this.#link.signal;
   }
 
   touch(): void {
     clearTimeout(this.#timer);
     this.#timer = setTimeout(
-      () => this.#controller.abort(new Error(`watch idle for ${this.idleMs} ms`)),
+      () => this.#link.abort(new Error(`watch idle for ${this.idleMs} ms`)),
       this.idleMs,
     );
   }
 
   dispose(): void {
     clearTimeout(this.#timer);
+    this.#link.dispose();
   }
 }
 

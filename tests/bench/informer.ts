@@ -1,0 +1,197 @@
+/**
+ * `deno task bench informer`: our informer against `@kubernetes/client-node`'s, in one run on one
+ * real API server. Each side runs in its own process (see informer_worker.ts) and is measured
+ * twice, interleaved; the better run of each counts.
+ *
+ * Measures: time until the informer holds all objects (list of N ~1 KiB ConfigMaps), the time
+ * to observe M updates written as fast as the API server accepts them (update throughput), and
+ * the process RSS at the end. The last line is `informer: time ratio X, rss ratio Y`, ours divided
+ * by client-node's (time = time to synced; below 1 means we are faster / smaller).
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import type { KubeObject } from "../../toolkit/client/resource.ts";
+import { Environment } from "../../toolkit/envtest/environment.ts";
+import { connect } from "../../toolkit/envtest/testing.ts";
+
+interface Measurement {
+  syncMs: number;
+  updateMs: number;
+  /** RSS and heap once synced. */
+  syncRss: number;
+  syncHeap: number;
+  /** RSS and heap after the updates. */
+  rss: number;
+  heap: number;
+}
+
+async function runWorker(
+  impl: string,
+  kubeconfig: string,
+  ns: string,
+  objects: number,
+  updates: number,
+  round: number,
+  write: () => Promise<void>,
+): Promise<Measurement> {
+  const script = new URL("./informer_worker.ts", import.meta.url).pathname;
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-all",
+      script,
+      impl,
+      kubeconfig,
+      ns,
+      String(objects),
+      String(updates),
+      String(round),
+    ],
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const lines = child.stdout.pipeThrough(new TextDecoderStream())[Symbol.asyncIterator]();
+  let buffer = "";
+  const nextLine = async (): Promise<string> => {
+    while (!buffer.includes("\n")) {
+      const { value, done } = await lines.next();
+      if (done) throw new Error(`${impl} worker ended early`);
+      buffer += value;
+    }
+    const i = buffer.indexOf("\n");
+    const line = buffer.slice(0, i);
+    buffer = buffer.slice(i + 1);
+    return line;
+  };
+  const synced = (await nextLine()).split(" ");
+  if (synced[0] !== "SYNCED") throw new Error(`unexpected ${synced.join(" ")}`);
+  await write();
+  const done = (await nextLine()).split(" ");
+  if (done[0] !== "UPDATED") throw new Error(`unexpected ${done.join(" ")}`);
+  const status = await child.status;
+  if (!status.success) throw new Error(`${impl} worker failed`);
+  return {
+    syncMs: Number(synced[1]),
+    syncRss: Number(synced[2]),
+    syncHeap: Number(synced[3]),
+    updateMs: Number(done[1]),
+    rss: Number(done[2]),
+    heap: Number(done[3]),
+  };
+}
+
+async function pool<T>(items: T[], concurrency: number, fn: (item: T) => Promise<unknown>): Promise<void> {
+  let next = 0;
+  await Promise.all(Array.from({ length: concurrency }, async () => {
+    while (next < items.length) await fn(items[next++]);
+  }));
+}
+
+const mb = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
+
+/** Runs the benchmark and prints the report. */
+export async function benchInformer(args: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args,
+    options: { objects: { type: "string", default: "10000" }, updates: { type: "string", default: "5000" } },
+  });
+  const objects = Number(values.objects);
+  const updates = Number(values.updates);
+  const log = (line: string) => console.error(`[bench] ${line}`);
+  const env = await Environment.start({
+    clusters: [{ name: "bench", apiserverArgs: ["--max-requests-inflight=1000"] }],
+    log,
+  });
+  try {
+    const cluster = env.cluster("bench");
+    const client = await connect(cluster, { qps: 0 });
+    const ns = "bench";
+    await client.resource<KubeObject>({
+      group: "",
+      version: "v1",
+      kind: "Namespace",
+      plural: "namespaces",
+      namespaced: false,
+    })
+      .create({ metadata: { name: ns } });
+    const cms = client.resource<KubeObject & { data?: Record<string, string> }>(
+      { group: "", version: "v1", kind: "ConfigMap", plural: "configmaps", namespaced: true },
+      ns,
+    );
+    const names = Array.from({ length: objects }, (_, i) => `cm-${String(i).padStart(5, "0")}`);
+    const payload = "x".repeat(800);
+    const created = performance.now();
+    await pool(
+      names,
+      64,
+      (name) =>
+        cms.create({ metadata: { name, labels: { bench: "informer" } }, data: { payload, round: "0" } }),
+    );
+    log(`created ${objects} ConfigMaps in ${Math.round(performance.now() - created)} ms`);
+
+    let round = 0;
+    const results: Record<string, Measurement[]> = { kubeocean: [], "client-node": [] };
+    for (const pass of [1, 2]) {
+      for (const impl of ["client-node", "kubeocean"]) {
+        round++;
+        const r = round;
+        const m = await runWorker(
+          impl,
+          cluster.kubeconfig,
+          ns,
+          objects,
+          updates,
+          r,
+          () =>
+            pool(
+              names.slice(0, updates),
+              64,
+              (name) => cms.patch(name, { data: { round: String(r) } }, { type: "merge" }),
+            ),
+        );
+        log(
+          `pass ${pass} ${impl}: synced in ${m.syncMs} ms (rss ${mb(m.syncRss)}, heap ${mb(m.syncHeap)}), ` +
+            `${updates} updates seen in ${m.updateMs} ms (rss ${mb(m.rss)}, heap ${mb(m.heap)})`,
+        );
+        results[impl].push(m);
+      }
+    }
+    client.close();
+    const best = (impl: string) => ({
+      syncMs: Math.min(...results[impl].map((m) => m.syncMs)),
+      updateMs: Math.min(...results[impl].map((m) => m.updateMs)),
+      rss: Math.min(...results[impl].map((m) => m.rss)),
+      heap: Math.min(...results[impl].map((m) => m.heap)),
+      syncRss: Math.min(...results[impl].map((m) => m.syncRss)),
+      syncHeap: Math.min(...results[impl].map((m) => m.syncHeap)),
+    });
+    const ours = best("kubeocean");
+    const theirs = best("client-node");
+    console.log(`objects: ${objects} ConfigMaps of ~1 KiB; updates: ${updates}`);
+    console.log(`time to synced: kubeocean ${ours.syncMs} ms, client-node ${theirs.syncMs} ms`);
+    console.log(
+      `update throughput: kubeocean ${Math.round(updates / (ours.updateMs / 1000))}/s, client-node ${
+        Math.round(updates / (theirs.updateMs / 1000))
+      }/s (bounded by the writer)`,
+    );
+    console.log(
+      `once synced: rss kubeocean ${mb(ours.syncRss)}, client-node ${mb(theirs.syncRss)}; heap kubeocean ${
+        mb(ours.syncHeap)
+      }, client-node ${mb(theirs.syncHeap)}`,
+    );
+    console.log(
+      `after updates: rss kubeocean ${mb(ours.rss)}, client-node ${mb(theirs.rss)}; heap kubeocean ${
+        mb(ours.heap)
+      }, client-node ${mb(theirs.heap)}`,
+    );
+    console.log(
+      `informer: time ratio ${(ours.syncMs / theirs.syncMs).toFixed(2)}, rss ratio ${
+        (ours.rss / theirs.rss).toFixed(2)
+      }`,
+    );
+  } finally {
+    await env.stop();
+  }
+}

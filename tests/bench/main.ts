@@ -1,0 +1,20 @@
+/**
+ * `deno task bench <name>`: benchmarks against real local clusters. Each reports ratios against a
+ * baseline measured in the same run; see the README's Measurements section.
+ *
+ * @module
+ */
+
+import { benchInformer } from "./informer.ts";
+
+const benches: Record<string, (args: string[]) => Promise<void>> = {
+  informer: benchInformer,
+};
+
+const [name, ...rest] = Deno.args;
+const bench = benches[name ?? ""];
+if (!bench) {
+  console.error(`usage: deno task bench <${Object.keys(benches).join("|")}> [options]`);
+  Deno.exit(2);
+}
+await bench(rest);
