@@ -50,7 +50,15 @@ export class PodClient<T extends KubeObject> extends ResourceClient<T> {
     return new PodClient<T>(this.transport, this.descriptor, namespace);
   }
 
-  async #socket(path: string, query: URLSearchParams, protocols: string[]): Promise<WebSocket> {
+  /**
+   * Opens the WebSocket. Messages that arrive before the caller attaches its handler (the kubelet
+   * writes right after the upgrade) are buffered and replayed by `listen`.
+   */
+  async #socket(
+    path: string,
+    query: URLSearchParams,
+    protocols: string[],
+  ): Promise<{ socket: WebSocket; listen: (handler: (event: MessageEvent) => void) => void }> {
     const transport = this.transport;
     if (!(transport instanceof HttpTransport)) {
       throw new Error("streaming subresources need an HttpTransport");
@@ -58,12 +66,18 @@ export class PodClient<T extends KubeObject> extends ResourceClient<T> {
     const { url, headers, client } = await transport.websocketTarget(path, query);
     const socket = new WebSocket(url, { protocols, headers, client } as unknown as string[]);
     socket.binaryType = "arraybuffer";
+    const early: MessageEvent[] = [];
+    socket.onmessage = (event) => early.push(event);
     await new Promise<void>((resolve, reject) => {
       socket.onopen = () => resolve();
       socket.onerror = (e) =>
         reject(new Error(`WebSocket ${path}: ${(e as ErrorEvent).message ?? "connection failed"}`));
     });
-    return socket;
+    const listen = (handler: (event: MessageEvent) => void) => {
+      socket.onmessage = handler;
+      for (const event of early.splice(0)) handler(event);
+    };
+    return { socket, listen };
   }
 
   /** Runs `command` in a container and collects its output and exit code. */
@@ -90,7 +104,7 @@ export class PodClient<T extends KubeObject> extends ResourceClient<T> {
     query.set("stdin", options.stdin !== undefined ? "true" : "false");
     query.set("tty", options.tty ? "true" : "false");
     const path = objectPath(this.descriptor, name, this.boundNamespace, kind);
-    const socket = await this.#socket(path, query, ["v5.channel.k8s.io", "v4.channel.k8s.io"]);
+    const { socket, listen } = await this.#socket(path, query, ["v5.channel.k8s.io", "v4.channel.k8s.io"]);
     const decoder = { stdout: new TextDecoder(), stderr: new TextDecoder() };
     let stdout = "";
     let stderr = "";
@@ -101,7 +115,7 @@ export class PodClient<T extends KubeObject> extends ResourceClient<T> {
         reject(new Error(`${kind} in ${name} timed out`));
       }, options.timeoutMs ?? 60_000);
       options.signal?.addEventListener("abort", () => socket.close(), { once: true });
-      socket.onmessage = (event) => {
+      listen((event) => {
         const data = new Uint8Array(event.data as ArrayBuffer);
         if (data.length === 0) return;
         const payload = data.subarray(1);
@@ -116,7 +130,7 @@ export class PodClient<T extends KubeObject> extends ResourceClient<T> {
             statusText += new TextDecoder().decode(payload);
             break;
         }
-      };
+      });
       socket.onclose = () => {
         clearTimeout(timer);
         resolve();
@@ -136,19 +150,32 @@ export class PodClient<T extends KubeObject> extends ResourceClient<T> {
     return { stdout, stderr, exitCode: exitCodeOf(status), status };
   }
 
-  /** Opens a port-forward stream to `port` of the pod. */
-  async portForward(name: string, port: number): Promise<PortForwardStream> {
+  /**
+   * Opens a port-forward stream to `port` of the pod. Resolves once the kubelet has announced
+   * the port on the data channel, so nothing written early is lost.
+   */
+  async portForward(
+    name: string,
+    port: number,
+    options: { timeoutMs?: number } = {},
+  ): Promise<PortForwardStream> {
     const path = objectPath(this.descriptor, name, this.boundNamespace, "portforward");
-    const socket = await this.#socket(path, new URLSearchParams({ ports: String(port) }), [
+    const { socket, listen } = await this.#socket(path, new URLSearchParams({ ports: String(port) }), [
       "v4.channel.k8s.io",
       "portforward.k8s.io",
     ]);
     // Channel 0 carries data, channel 1 errors; the first frame on each names the port (2 bytes LE).
     const seenPortHeader = new Set<number>();
     let errorText = "";
+    let announce!: () => void;
+    let fail!: (err: Error) => void;
+    const announced = new Promise<void>((resolve, reject) => {
+      announce = resolve;
+      fail = reject;
+    });
     const readable = new ReadableStream<Uint8Array>({
       start(controller) {
-        socket.onmessage = (event) => {
+        listen((event) => {
           const data = new Uint8Array(event.data as ArrayBuffer);
           if (data.length === 0) return;
           const channel = data[0];
@@ -156,12 +183,17 @@ export class PodClient<T extends KubeObject> extends ResourceClient<T> {
           if (!seenPortHeader.has(channel)) {
             seenPortHeader.add(channel);
             payload = payload.subarray(2);
+            if (channel === 0) announce();
           }
           if (channel === 0 && payload.length) controller.enqueue(payload.slice());
           if (channel === 1 && payload.length) errorText += new TextDecoder().decode(payload);
-        };
+        });
         socket.onclose = () => {
-          if (errorText) controller.error(new Error(`port-forward to ${name}:${port}: ${errorText}`));
+          const error = new Error(
+            `port-forward to ${name}:${port} closed${errorText ? `: ${errorText}` : ""}`,
+          );
+          fail(error);
+          if (errorText) controller.error(error);
           else controller.close();
         };
       },
@@ -177,6 +209,15 @@ export class PodClient<T extends KubeObject> extends ResourceClient<T> {
         socket.close();
       },
     });
+    const timer = setTimeout(() => {
+      fail(new Error(`port-forward to ${name}:${port}: no answer within ${options.timeoutMs ?? 30_000} ms`));
+      socket.close();
+    }, options.timeoutMs ?? 30_000);
+    try {
+      await announced;
+    } finally {
+      clearTimeout(timer);
+    }
     return { readable, writable, close: () => socket.close() };
   }
 }
@@ -191,5 +232,8 @@ function frame(channel: number, payload: Uint8Array): Uint8Array {
 function exitCodeOf(status: Status): number {
   if (status.status === "Success") return 0;
   const cause = status.details?.causes?.find((c) => c.reason === "ExitCode");
-  return cause?.message ? Number(cause.message) : 1;
+  if (cause?.message) return Number(cause.message);
+  // Some kubelet implementations (kwok) only say so in the message.
+  const inMessage = /exit (?:status|code) (\d+)/.exec(status.message ?? "");
+  return inMessage ? Number(inMessage[1]) : 1;
 }
