@@ -41,6 +41,11 @@ export async function refreshOpenApi(
       const doc = await client.getRaw(`/openapi/v3/${path}`);
       await Deno.writeTextFile(`${dir}/${path.replaceAll("/", "__")}.json`, JSON.stringify(doc) + "\n");
     }
+    // Stored pretty-printed, as `deno fmt` keeps them, so that updates diff well.
+    const fmt = await new Deno.Command(Deno.execPath(), {
+      args: ["fmt", "--no-config", "--line-width", "110", "--quiet", dir],
+    }).output();
+    if (!fmt.success) throw new Error(`deno fmt failed: ${new TextDecoder().decode(fmt.stderr)}`);
     console.error(`codegen refresh: wrote ${paths.length} documents to ${dir}`);
   } finally {
     client.close();
