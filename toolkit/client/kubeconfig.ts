@@ -114,12 +114,12 @@ function namedList<T>(doc: Record<string, unknown>, key: string, inner: string, 
   });
 }
 
-async function readMerged(paths: string[], explicit: boolean): Promise<Merged> {
+async function readMerged(paths: string[], explicit: boolean, texts?: Map<string, string>): Promise<Merged> {
   const merged: Merged = { clusters: new Map(), users: new Map(), contexts: new Map(), files: [] };
   for (const file of paths) {
     let text: string;
     try {
-      text = await Deno.readTextFile(file);
+      text = texts?.get(file) ?? await Deno.readTextFile(file);
     } catch (err) {
       if (err instanceof Deno.errors.NotFound && !explicit) continue; // like kubectl: missing entries of $KUBECONFIG are skipped
       throw new ConfigError(`cannot read kubeconfig ${file}: ${(err as Error).message}`);
@@ -157,9 +157,15 @@ async function readMerged(paths: string[], explicit: boolean): Promise<Merged> {
 /** Reads and merges `paths`, selects the context, and builds the client configuration. */
 export async function loadKubeconfigFiles(
   paths: string[],
-  options: { context?: string; explicit: boolean; env: (name: string) => string | undefined },
+  options: {
+    context?: string;
+    explicit: boolean;
+    env: (name: string) => string | undefined;
+    /** Contents by path, for kubeconfigs that are not files (e.g. from a Secret). */
+    texts?: Map<string, string>;
+  },
 ): Promise<ClientConfig> {
-  const merged = await readMerged(paths, options.explicit);
+  const merged = await readMerged(paths, options.explicit, options.texts);
   const files = merged.files.join(":");
   const contextName = options.context ?? merged.currentContext?.name;
   if (!contextName) throw new ConfigError(`kubeconfig ${files}: no current-context set and no context given`);
@@ -280,4 +286,20 @@ async function credentialsFor(
   if (u.token) return new StaticCredentials({ ...base, token: u.token });
   if (u.tokenFile) return new TokenFileCredentials(resolvePath(u.tokenFile, user.file, env), base);
   return new StaticCredentials(base);
+}
+
+/**
+ * Builds a client configuration from kubeconfig text that is not a file, e.g. the value of a
+ * Secret; `source` names it in error messages (e.g. `secret kubeocean-system/worker1`).
+ */
+export async function loadKubeconfigText(
+  text: string,
+  options: { source: string; context?: string; env?: (name: string) => string | undefined },
+): Promise<ClientConfig> {
+  return await loadKubeconfigFiles([options.source], {
+    context: options.context,
+    explicit: true,
+    env: options.env ?? ((name) => Deno.env.get(name)),
+    texts: new Map([[options.source, text]]),
+  });
 }

@@ -6,6 +6,7 @@
  */
 
 export { KubeClient } from "./client.ts";
+export { loadKubeconfigText } from "./kubeconfig.ts";
 export {
   type ExecClusterInfo,
   type ExecConfig,

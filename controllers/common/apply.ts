@@ -1,0 +1,71 @@
+/**
+ * Server-side apply of arbitrary objects by `apiVersion`/`kind`, for the handful of kinds
+ * Kubeocean installs (namespaces, RBAC, Secrets, Deployments, CRDs, PriorityClasses…).
+ *
+ * @module
+ */
+
+import * as apps from "../../apis/apps/v1/mod.ts";
+import * as apiextensions from "../../apis/apiextensions.k8s.io/v1/mod.ts";
+import * as core from "../../apis/core/v1/mod.ts";
+import * as kubeocean from "../../apis/kubeocean.io/v1beta1/mod.ts";
+import * as rbac from "../../apis/rbac.authorization.k8s.io/v1/mod.ts";
+import * as scheduling from "../../apis/scheduling.k8s.io/v1/mod.ts";
+import type { KubeClient } from "../../toolkit/client/client.ts";
+import { isNotFound } from "../../toolkit/client/errors.ts";
+import { apiVersionOf, type KubeObject, type ResourceDescriptor } from "../../toolkit/client/resource.ts";
+import { FIELD_MANAGER } from "./names.ts";
+
+const DESCRIPTORS: ResourceDescriptor[] = [
+  core.NamespaceResource,
+  core.ServiceAccountResource,
+  core.SecretResource,
+  core.ConfigMapResource,
+  core.ServiceResource,
+  rbac.ClusterRoleResource,
+  rbac.ClusterRoleBindingResource,
+  rbac.RoleResource,
+  rbac.RoleBindingResource,
+  apps.DeploymentResource,
+  scheduling.PriorityClassResource,
+  apiextensions.CustomResourceDefinitionResource,
+  kubeocean.ClusterBindingResource,
+  kubeocean.ResourceLeasingPolicyResource,
+];
+
+/** The descriptor of `object`'s kind; throws for kinds this module does not know. */
+export function descriptorOf(object: KubeObject): ResourceDescriptor {
+  const found = DESCRIPTORS.find((d) => apiVersionOf(d) === object.apiVersion && d.kind === object.kind);
+  if (!found) throw new Error(`no descriptor for ${object.apiVersion}/${object.kind}`);
+  return found;
+}
+
+/** Server-side applies `object` (forcing ownership of the fields it sets). */
+export async function applyObject<T extends KubeObject>(
+  client: KubeClient,
+  object: T,
+  fieldManager = FIELD_MANAGER,
+): Promise<T> {
+  const descriptor = descriptorOf(object);
+  const resource = client.resource<T>(
+    descriptor,
+    descriptor.namespaced ? object.metadata?.namespace : undefined,
+  );
+  return await resource.apply(object, { fieldManager, force: true });
+}
+
+/** Deletes `object` if it exists; returns whether it existed. */
+export async function deleteObject(client: KubeClient, object: KubeObject): Promise<boolean> {
+  const descriptor = descriptorOf(object);
+  const resource = client.resource<KubeObject>(
+    descriptor,
+    descriptor.namespaced ? object.metadata?.namespace : undefined,
+  );
+  try {
+    await resource.delete(object.metadata!.name!, { propagationPolicy: "Background" });
+    return true;
+  } catch (err) {
+    if (isNotFound(err)) return false;
+    throw err;
+  }
+}

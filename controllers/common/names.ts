@@ -1,0 +1,61 @@
+/**
+ * Label, annotation, finalizer and taint keys, and fixed object names. One place, so that every
+ * component and test agrees.
+ *
+ * @module
+ */
+
+/** API group of Kubeocean's own resources. */
+export const GROUP = "kubeocean.io";
+
+export const LABEL_MANAGED_BY = "kubeocean.io/managed-by";
+export const MANAGED_BY_VALUE = "kubeocean";
+export const LABEL_CLUSTER_BINDING = "kubeocean.io/cluster-binding";
+export const LABEL_PHYSICAL_CLUSTER_ID = "kubeocean.io/physical-cluster-id";
+export const LABEL_PHYSICAL_NODE_NAME = "kubeocean.io/physical-node-name";
+export const LABEL_PHYSICAL_NODE_UID = "kubeocean.io/physical-node-uid";
+export const LABEL_POLICY = "kubeocean.io/policy";
+export const LABEL_VIRTUAL_NAMESPACE = "kubeocean.io/virtual-namespace";
+
+export const ANNOTATION_EXPECTED_METADATA = "kubeocean.io/expected-metadata";
+export const ANNOTATION_KUBECONFIG_HASH = "kubeocean.io/kubeconfig-hash";
+export const ANNOTATION_VIRTUAL_POD_NAMESPACE = "kubeocean.io/virtual-pod-namespace";
+export const ANNOTATION_VIRTUAL_POD_NAME = "kubeocean.io/virtual-pod-name";
+export const ANNOTATION_VIRTUAL_POD_UID = "kubeocean.io/virtual-pod-uid";
+export const ANNOTATION_PHYSICAL_POD_NAMESPACE = "kubeocean.io/physical-pod-namespace";
+export const ANNOTATION_PHYSICAL_POD_NAME = "kubeocean.io/physical-pod-name";
+export const ANNOTATION_PHYSICAL_POD_UID = "kubeocean.io/physical-pod-uid";
+export const ANNOTATION_VIRTUAL_NODE_NAME = "kubeocean.io/virtual-node-name";
+export const ANNOTATION_VIRTUAL_NAME = "kubeocean.io/virtual-name";
+export const ANNOTATION_VIRTUAL_NAMESPACE = "kubeocean.io/virtual-namespace";
+export const ANNOTATION_RUNNING_DAEMONSET = "kubeocean.io/running-daemonset";
+
+export const FINALIZER_MANAGER = "kubeocean.io/clusterbinding-manager";
+export const FINALIZER_SYNCER = "kubeocean.io/clusterbinding-syncer";
+
+export const TAINT_VNODE = "kubeocean.io/vnode";
+export const TAINT_OUT_OF_TIME_WINDOWS = "kubeocean.io/out-of-time-windows";
+export const TAINT_VNODE_DELETING = "kubeocean.io/vnode-deleting";
+
+/** Namespace of the manager, rendered syncers and kubeconfig Secrets in the computing cluster. */
+export const SYSTEM_NAMESPACE = "kubeocean-system";
+/** Key of the kubeconfig in a ClusterBinding's Secret. */
+export const KUBECONFIG_KEY = "kubeconfig";
+/** ServiceAccount of the syncer in a worker cluster's mount namespace. */
+export const WORKER_SERVICE_ACCOUNT = "kubeocean-syncer";
+/** Secret holding the worker ServiceAccount's token. */
+export const WORKER_TOKEN_SECRET = "kubeocean-syncer-token";
+/** PriorityClass of worker pods unless the binding names another. */
+export const DEFAULT_PRIORITY_CLASS = "kubeocean-default";
+/** Field manager of server-side apply writes. */
+export const FIELD_MANAGER = "kubeocean";
+
+/** `kubeocean.io/finalizer-<clusterID>` style per-cluster finalizer on mirrored virtual objects. */
+export function syncedFinalizer(clusterID: string): string {
+  return `kubeocean.io/finalizer-${clusterID}`;
+}
+
+/** `kubeocean.io/synced-by-<clusterID>` label on mirrored virtual objects. */
+export function syncedByLabel(clusterID: string): string {
+  return `kubeocean.io/synced-by-${clusterID}`;
+}

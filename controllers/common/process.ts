@@ -1,0 +1,126 @@
+/**
+ * Process plumbing shared by the manager and the syncer: flags, logger, `/metrics` and health
+ * servers, signal handling and leader election.
+ *
+ * @module
+ */
+
+import type { KubeClient } from "../../toolkit/client/client.ts";
+import { HealthChecks } from "../../toolkit/runtime/health.ts";
+import { LeaderElector } from "../../toolkit/runtime/leader_election.ts";
+import { type LogFormat, Logger, type LogLevel } from "../../toolkit/runtime/log.ts";
+import { type Registry, serveMetrics } from "../../toolkit/runtime/metrics.ts";
+
+/** Flags every long-running subcommand takes. */
+export interface CommonFlags {
+  kubeconfig?: string;
+  context?: string;
+  "metrics-bind-address": string;
+  "health-probe-bind-address": string;
+  "leader-elect": boolean;
+  "log-level": string;
+  "log-format": string;
+}
+
+/** `parseArgs` option definitions of {@linkcode CommonFlags}. */
+export const COMMON_OPTIONS = {
+  kubeconfig: { type: "string" },
+  context: { type: "string" },
+  "metrics-bind-address": { type: "string", default: ":8080" },
+  "health-probe-bind-address": { type: "string", default: ":8081" },
+  "leader-elect": { type: "boolean", default: false },
+  "log-level": { type: "string", default: "info" },
+  "log-format": { type: "string", default: "text" },
+} as const;
+
+/** Parses `host:port` (`:8080` binds every interface; `0` disables the server). */
+export function parseBindAddress(
+  value: string,
+  flag: string,
+): { hostname: string; port: number } | undefined {
+  if (value === "0") return undefined;
+  const match = /^(.*):(\d+)$/.exec(value);
+  if (!match) {
+    throw new Error(`--${flag}: "${value}" is not HOST:PORT (use :8080, 127.0.0.1:8080 or 0 to disable)`);
+  }
+  return { hostname: match[1] || "0.0.0.0", port: Number(match[2]) };
+}
+
+/** The logger of the process. */
+export function makeLogger(flags: CommonFlags, component: string): Logger {
+  const level = flags["log-level"] as LogLevel;
+  const format = flags["log-format"] as LogFormat;
+  if (!["debug", "info", "warn", "error"].includes(level)) {
+    throw new Error(`--log-level: "${level}" is not debug, info, warn or error`);
+  }
+  if (!["json", "text"].includes(format)) throw new Error(`--log-format: "${format}" is not json or text`);
+  return new Logger({ level, format }, { component });
+}
+
+/** Serves `/metrics` and `/healthz|/readyz` as the flags say; returns the health checks. */
+export function serveOperations(
+  flags: CommonFlags,
+  registry: Registry,
+  signal: AbortSignal,
+  log: Logger,
+): HealthChecks {
+  const health = new HealthChecks().addHealthz("ping", () => true);
+  const metricsAddress = parseBindAddress(flags["metrics-bind-address"], "metrics-bind-address");
+  if (metricsAddress) {
+    const server = serveMetrics(registry, { ...metricsAddress, signal });
+    log.info("serving metrics", { address: `${server.addr.hostname}:${server.addr.port}` });
+  }
+  const healthAddress = parseBindAddress(flags["health-probe-bind-address"], "health-probe-bind-address");
+  if (healthAddress) {
+    const server = health.serve({ ...healthAddress, signal });
+    log.info("serving health probes", { address: `${server.addr.hostname}:${server.addr.port}` });
+  }
+  return health;
+}
+
+/** An AbortSignal aborted by SIGINT or SIGTERM. */
+export function shutdownSignal(log: Logger): AbortSignal {
+  const controller = new AbortController();
+  for (const sig of ["SIGINT", "SIGTERM"] as const) {
+    Deno.addSignalListener(sig, () => {
+      if (!controller.signal.aborted) log.info("shutting down", { signal: sig });
+      controller.abort();
+    });
+  }
+  return controller.signal;
+}
+
+/**
+ * Runs `work` — under leader election on Lease `namespace/name` when `elect` is set, so only one
+ * replica works; losing the lease ends the process (a replica restarts and campaigns again).
+ */
+export async function runElected(
+  options: {
+    client: KubeClient;
+    elect: boolean;
+    namespace: string;
+    name: string;
+    log: Logger;
+    signal: AbortSignal;
+  },
+  work: (signal: AbortSignal) => Promise<void>,
+): Promise<void> {
+  if (!options.elect) return await work(options.signal);
+  let lost = false;
+  const elector = new LeaderElector({
+    transport: options.client.transport,
+    namespace: options.namespace,
+    name: options.name,
+    identity: Deno.env.get("POD_NAME") || undefined,
+    log: options.log,
+    onStartedLeading: async (signal) => await work(signal),
+    onStoppedLeading: () => {
+      if (!options.signal.aborted) lost = true;
+    },
+  });
+  await elector.run(options.signal);
+  if (lost) {
+    options.log.error("leadership lost; exiting so that a fresh process campaigns again");
+    Deno.exit(1);
+  }
+}

@@ -1,0 +1,312 @@
+/**
+ * `--syncer-mode=deployment` (the in-cluster default): for each binding the manager renders a
+ * ServiceAccount, a ClusterRoleBinding, the syncer Deployment and the proxier Deployment and
+ * Service from templates — built-in defaults, overridable per key by the ConfigMap
+ * `kubeocean-templates` in the manager's namespace — all owned by the ClusterBinding. The pod
+ * templates carry a hash of the kubeconfig, so rotating the Secret rolls the Deployments. The
+ * syncer is ready once its Deployment has an available replica.
+ *
+ * Template syntax: `{{ .Field }}` with the fields listed in {@linkcode TemplateData}.
+ *
+ * @module
+ */
+
+import { parse } from "yaml";
+import { AppsV1Api, type Deployment } from "../../apis/apps/v1/mod.ts";
+import { CoreV1Api } from "../../apis/core/v1/mod.ts";
+import type { ClusterBinding } from "../../apis/kubeocean.io/v1beta1/mod.ts";
+import type { KubeClient } from "../../toolkit/client/client.ts";
+import { isNotFound } from "../../toolkit/client/errors.ts";
+import type { KubeObject, ObjectRef } from "../../toolkit/client/resource.ts";
+import { Channel } from "../../toolkit/runtime/channel.ts";
+import { Informer } from "../../toolkit/runtime/informer.ts";
+import type { Logger } from "../../toolkit/runtime/log.ts";
+import { applyObject, deleteObject } from "../common/apply.ts";
+import { ANNOTATION_KUBECONFIG_HASH, LABEL_CLUSTER_BINDING } from "../common/names.ts";
+import type { SyncerRunner, SyncerStatus } from "./syncer_runner.ts";
+
+/** Fields available to templates. */
+export interface TemplateData {
+  BindingName: string;
+  ClusterID: string;
+  Namespace: string;
+  Image: string;
+  ServiceAccountName: string;
+  SyncerName: string;
+  ProxierName: string;
+  KubeconfigHash: string;
+  SecretName: string;
+  SecretNamespace: string;
+}
+
+/** The ConfigMap whose keys override the built-in templates. */
+export const TEMPLATES_CONFIGMAP = "kubeocean-templates";
+
+const COMMON_LABELS = `app.kubernetes.io/part-of: kubeocean
+    app.kubernetes.io/managed-by: kubeocean-manager
+    app.kubernetes.io/instance: "{{ .BindingName }}"
+    kubeocean.io/cluster-binding: "{{ .BindingName }}"`;
+
+/** The built-in templates, by ConfigMap key. */
+export const DEFAULT_TEMPLATES: Record<string, string> = {
+  "syncer-serviceaccount.yaml": `apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: "{{ .ServiceAccountName }}"
+  namespace: "{{ .Namespace }}"
+  labels:
+    ${COMMON_LABELS}
+`,
+  "syncer-clusterrolebinding.yaml": `apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: "kubeocean:syncer:{{ .ClusterID }}"
+  labels:
+    ${COMMON_LABELS}
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: "kubeocean:computing-syncer"
+subjects:
+  - kind: ServiceAccount
+    name: "{{ .ServiceAccountName }}"
+    namespace: "{{ .Namespace }}"
+`,
+  "syncer-deployment.yaml": `apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: "{{ .SyncerName }}"
+  namespace: "{{ .Namespace }}"
+  labels:
+    app.kubernetes.io/name: kubeocean-syncer
+    app.kubernetes.io/component: syncer
+    ${COMMON_LABELS}
+spec:
+  replicas: 2
+  selector:
+    matchLabels:
+      app.kubernetes.io/name: kubeocean-syncer
+      app.kubernetes.io/instance: "{{ .BindingName }}"
+  template:
+    metadata:
+      labels:
+        app.kubernetes.io/name: kubeocean-syncer
+        app.kubernetes.io/component: syncer
+        ${COMMON_LABELS}
+      annotations:
+        kubeocean.io/kubeconfig-hash: "{{ .KubeconfigHash }}"
+    spec:
+      serviceAccountName: "{{ .ServiceAccountName }}"
+      terminationGracePeriodSeconds: 30
+      containers:
+        - name: syncer
+          image: "{{ .Image }}"
+          args:
+            - syncer
+            - --cluster-binding={{ .BindingName }}
+            - --leader-elect=true
+            - --metrics-bind-address=:8080
+            - --health-probe-bind-address=:8081
+          ports:
+            - { name: metrics, containerPort: 8080 }
+            - { name: health, containerPort: 8081 }
+          livenessProbe: { httpGet: { path: /healthz, port: health }, initialDelaySeconds: 10, periodSeconds: 20 }
+          readinessProbe: { httpGet: { path: /readyz, port: health }, periodSeconds: 10 }
+          resources:
+            requests: { cpu: 100m, memory: 128Mi }
+            limits: { memory: 512Mi }
+          securityContext:
+            allowPrivilegeEscalation: false
+            readOnlyRootFilesystem: true
+            runAsNonRoot: true
+            capabilities: { drop: [ALL] }
+`,
+  "proxier-deployment.yaml": `apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: "{{ .ProxierName }}"
+  namespace: "{{ .Namespace }}"
+  labels:
+    app.kubernetes.io/name: kubeocean-proxier
+    app.kubernetes.io/component: proxier
+    ${COMMON_LABELS}
+spec:
+  replicas: 2
+  selector:
+    matchLabels:
+      app.kubernetes.io/name: kubeocean-proxier
+      app.kubernetes.io/instance: "{{ .BindingName }}"
+  template:
+    metadata:
+      labels:
+        app.kubernetes.io/name: kubeocean-proxier
+        app.kubernetes.io/component: proxier
+        ${COMMON_LABELS}
+      annotations:
+        kubeocean.io/kubeconfig-hash: "{{ .KubeconfigHash }}"
+    spec:
+      serviceAccountName: "{{ .ServiceAccountName }}"
+      containers:
+        - name: proxier
+          image: "{{ .Image }}"
+          args: [proxier, "--cluster-binding={{ .BindingName }}", --listen-port=10250]
+          ports:
+            - { name: kubelet-api, containerPort: 10250 }
+          resources:
+            requests: { cpu: 50m, memory: 64Mi }
+            limits: { memory: 256Mi }
+`,
+  "proxier-service.yaml": `apiVersion: v1
+kind: Service
+metadata:
+  name: "{{ .ProxierName }}"
+  namespace: "{{ .Namespace }}"
+  labels:
+    app.kubernetes.io/name: kubeocean-proxier
+    ${COMMON_LABELS}
+spec:
+  selector:
+    app.kubernetes.io/name: kubeocean-proxier
+    app.kubernetes.io/instance: "{{ .BindingName }}"
+  ports:
+    - { name: kubelet-api, port: 10250, targetPort: kubelet-api }
+`,
+};
+
+/** Replaces every `{{ .Field }}`; an unknown field is an error naming the template. */
+export function renderTemplate(template: string, data: TemplateData, name: string): string {
+  return template.replace(/\{\{\s*\.(\w+)\s*\}\}/g, (_, field: string) => {
+    if (!(field in data)) {
+      throw new Error(`template ${name}: unknown field .${field} (known: ${Object.keys(data).join(", ")})`);
+    }
+    return String(data[field as keyof TemplateData]);
+  });
+}
+
+/** Options of {@linkcode DeploymentRunner}. */
+export interface DeploymentRunnerOptions {
+  client: KubeClient;
+  namespace: string;
+  image: string;
+  log: Logger;
+}
+
+/** Renders per-binding Deployments. */
+export class DeploymentRunner implements SyncerRunner {
+  readonly mode = "deployment";
+  readonly #changes = new Channel<ObjectRef>();
+  readonly #deployments: Informer<Deployment>;
+  readonly #stop = new AbortController();
+
+  constructor(readonly options: DeploymentRunnerOptions) {
+    const deployments = new Informer(new AppsV1Api(options.client).deployments(options.namespace), {
+      labelSelector: LABEL_CLUSTER_BINDING,
+    });
+    this.#deployments = deployments;
+    const changes = this.#changes;
+    const stop = this.#stop.signal;
+    (async () => {
+      for await (const event of deployments.events(stop)) {
+        if (event.type === "Apply" || event.type === "Delete") {
+          const binding = event.object.metadata?.labels?.[LABEL_CLUSTER_BINDING];
+          if (binding) changes.push({ name: binding });
+        }
+      }
+    })();
+  }
+
+  get changes(): AsyncIterable<ObjectRef> {
+    return this.#changes;
+  }
+
+  /** The templates: built-in defaults with the ConfigMap's keys on top. */
+  async templates(): Promise<Record<string, string>> {
+    try {
+      const cm = await new CoreV1Api(this.options.client).configmaps(this.options.namespace).get(
+        TEMPLATES_CONFIGMAP,
+      );
+      return { ...DEFAULT_TEMPLATES, ...cm.data };
+    } catch (err) {
+      if (isNotFound(err)) return DEFAULT_TEMPLATES;
+      throw err;
+    }
+  }
+
+  /** The objects rendered for `binding`, owned by it. */
+  async render(binding: ClusterBinding, kubeconfigHash: string): Promise<KubeObject[]> {
+    const clusterID = binding.spec!.clusterID;
+    const data: TemplateData = {
+      BindingName: binding.metadata!.name!,
+      ClusterID: clusterID,
+      Namespace: this.options.namespace,
+      Image: this.options.image,
+      ServiceAccountName: `kubeocean-syncer-${clusterID}`,
+      SyncerName: `kubeocean-syncer-${clusterID}`,
+      ProxierName: `kubeocean-proxier-${clusterID}`,
+      KubeconfigHash: kubeconfigHash,
+      SecretName: binding.spec!.secretRef.name,
+      SecretNamespace: binding.spec!.secretRef.namespace,
+    };
+    const owner = {
+      apiVersion: "kubeocean.io/v1beta1",
+      kind: "ClusterBinding",
+      name: binding.metadata!.name!,
+      uid: binding.metadata!.uid!,
+      controller: true,
+      blockOwnerDeletion: true,
+    };
+    const templates = await this.templates();
+    return Object.keys(DEFAULT_TEMPLATES).map((key) => {
+      let object: KubeObject;
+      try {
+        object = parse(renderTemplate(templates[key], data, key)) as KubeObject;
+      } catch (err) {
+        throw new Error(
+          `template ${key} in ConfigMap ${this.options.namespace}/${TEMPLATES_CONFIGMAP}: ${
+            (err as Error).message
+          }`,
+        );
+      }
+      object.metadata = { ...object.metadata, ownerReferences: [owner] };
+      return object;
+    });
+  }
+
+  async ensure(binding: ClusterBinding, _kubeconfig: string, kubeconfigHash: string): Promise<SyncerStatus> {
+    for (const object of await this.render(binding, kubeconfigHash)) {
+      await applyObject(this.options.client, object);
+    }
+    const syncer = this.#deployments.store.get(
+      `${this.options.namespace}/kubeocean-syncer-${binding.spec!.clusterID}`,
+    );
+    const hashNow = syncer?.spec?.template?.metadata?.annotations?.[ANNOTATION_KUBECONFIG_HASH];
+    const available = syncer?.status?.availableReplicas ?? 0;
+    const updated = syncer?.status?.updatedReplicas ?? 0;
+    if (syncer && hashNow === kubeconfigHash && available > 0 && updated > 0) {
+      return {
+        ready: true,
+        reason: "DeploymentAvailable",
+        message: `Deployment ${syncer.metadata?.name} has ${available} available replica(s)`,
+      };
+    }
+    return {
+      ready: false,
+      reason: "DeploymentNotAvailable",
+      message: `Deployment kubeocean-syncer-${binding.spec!.clusterID} has no available replica yet`,
+    };
+  }
+
+  async remove(binding: ClusterBinding): Promise<boolean> {
+    let remaining = 0;
+    for (const object of await this.render(binding, "")) {
+      if (await deleteObject(this.options.client, object)) remaining++;
+    }
+    return remaining === 0;
+  }
+
+  async stop(): Promise<void> {
+    this.#stop.abort();
+    await this.#deployments.stop();
+    this.#changes.close();
+  }
+}

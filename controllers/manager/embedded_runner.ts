@@ -1,0 +1,113 @@
+/**
+ * `--syncer-mode=embedded`: each binding's syncer runs inside the manager process (for local runs
+ * and the demo). A syncer is restarted when the kubeconfig or the binding's spec changes.
+ *
+ * @module
+ */
+
+import type { ClusterBinding } from "../../apis/kubeocean.io/v1beta1/mod.ts";
+import { KubeClient } from "../../toolkit/client/client.ts";
+import { loadKubeconfigText } from "../../toolkit/client/kubeconfig.ts";
+import type { ObjectRef } from "../../toolkit/client/resource.ts";
+import { Channel } from "../../toolkit/runtime/channel.ts";
+import type { Logger } from "../../toolkit/runtime/log.ts";
+import type { Registry } from "../../toolkit/runtime/metrics.ts";
+import type { Clock, ProxierEndpoint } from "../syncer/context.ts";
+import { Syncer } from "../syncer/syncer.ts";
+import type { SyncerRunner, SyncerStatus } from "./syncer_runner.ts";
+
+interface Running {
+  syncer: Syncer;
+  physical: KubeClient;
+  fingerprint: string;
+  readyAnnounced: boolean;
+}
+
+/** Options of {@linkcode EmbeddedRunner}. */
+export interface EmbeddedRunnerOptions {
+  virtual: KubeClient;
+  log: Logger;
+  registry: Registry;
+  proxier?: ProxierEndpoint;
+  clock?: Clock;
+  resyncMs?: number;
+}
+
+/** Runs syncers in-process. */
+export class EmbeddedRunner implements SyncerRunner {
+  readonly mode = "embedded";
+  readonly #running = new Map<string, Running>();
+  readonly #changes = new Channel<ObjectRef>();
+  #poll?: ReturnType<typeof setInterval>;
+
+  constructor(readonly options: EmbeddedRunnerOptions) {
+    // Report readiness changes of starting syncers to the manager's queue.
+    this.#poll = setInterval(() => {
+      for (const [name, running] of this.#running) {
+        if (!running.readyAnnounced && running.syncer.ready) {
+          running.readyAnnounced = true;
+          this.#changes.push({ name });
+        }
+      }
+    }, 250);
+  }
+
+  get changes(): AsyncIterable<ObjectRef> {
+    return this.#changes;
+  }
+
+  /** The running syncer of a binding (for tests and the demo). */
+  syncerOf(name: string): Syncer | undefined {
+    return this.#running.get(name)?.syncer;
+  }
+
+  async ensure(binding: ClusterBinding, kubeconfig: string, kubeconfigHash: string): Promise<SyncerStatus> {
+    const name = binding.metadata!.name!;
+    const spec = binding.spec!;
+    const fingerprint = `${binding.metadata?.uid}/${kubeconfigHash}/${spec.clusterID}/${spec.mountNamespace}`;
+    let running = this.#running.get(name);
+    if (running && running.fingerprint !== fingerprint) {
+      this.options.log.info("restarting embedded syncer (binding or kubeconfig changed)", { binding: name });
+      await this.#stopOne(name);
+      running = undefined;
+    }
+    if (!running) {
+      const config = await loadKubeconfigText(kubeconfig, { source: `ClusterBinding ${name} kubeconfig` });
+      const physical = KubeClient.fromConfig(config, { qps: 200, burst: 400 });
+      const syncer = new Syncer(this.options.virtual, physical, {
+        bindingName: name,
+        clusterID: spec.clusterID,
+        mountNamespace: spec.mountNamespace,
+        proxier: this.options.proxier,
+        clock: this.options.clock,
+        log: this.options.log,
+        registry: this.options.registry,
+        resyncMs: this.options.resyncMs,
+      }).start();
+      running = { syncer, physical, fingerprint, readyAnnounced: false };
+      this.#running.set(name, running);
+    }
+    return running.syncer.ready
+      ? { ready: true, reason: "SyncerRunning", message: "the embedded syncer's caches are synced" }
+      : { ready: false, reason: "SyncerStarting", message: "the embedded syncer is listing both clusters" };
+  }
+
+  async remove(binding: ClusterBinding): Promise<boolean> {
+    await this.#stopOne(binding.metadata!.name!);
+    return true;
+  }
+
+  async #stopOne(name: string): Promise<void> {
+    const running = this.#running.get(name);
+    if (!running) return;
+    this.#running.delete(name);
+    await running.syncer.stop();
+    running.physical.close();
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.#poll);
+    await Promise.all([...this.#running.keys()].map((name) => this.#stopOne(name)));
+    this.#changes.close();
+  }
+}

@@ -1,0 +1,92 @@
+/**
+ * `deno task run manager`: the manager process.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { KubeClient } from "../../toolkit/client/client.ts";
+import { EventRecorder } from "../../toolkit/runtime/events.ts";
+import {
+  COMMON_OPTIONS,
+  type CommonFlags,
+  makeLogger,
+  runElected,
+  serveOperations,
+  shutdownSignal,
+} from "../common/process.ts";
+import { SYSTEM_NAMESPACE } from "../common/names.ts";
+import { clusterBindingController } from "./clusterbinding_controller.ts";
+import { DeploymentRunner } from "./deployment_runner.ts";
+import { EmbeddedRunner } from "./embedded_runner.ts";
+import { ManagerMetrics } from "./metrics.ts";
+import type { SyncerRunner } from "./syncer_runner.ts";
+
+/** The image rendered syncer and proxier Deployments run by default. */
+export const DEFAULT_IMAGE = "ghcr.io/kubeocean/kubeocean:0.1.0";
+
+/** Runs the manager until SIGINT/SIGTERM. */
+export async function runManager(args: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      ...COMMON_OPTIONS,
+      "syncer-mode": { type: "string", default: "deployment" },
+      namespace: { type: "string", default: Deno.env.get("POD_NAMESPACE") ?? SYSTEM_NAMESPACE },
+      image: { type: "string", default: DEFAULT_IMAGE },
+      "leader-election-id": { type: "string", default: "kubeocean-manager" },
+      "proxier-address": { type: "string", default: "127.0.0.1" },
+      "proxier-port": { type: "string", default: "10250" },
+      "resync-period": { type: "string", default: "300" },
+    },
+  });
+  const flags = values as unknown as CommonFlags & Record<string, string>;
+  const log = makeLogger(flags, "manager");
+  const mode = values["syncer-mode"];
+  if (mode !== "deployment" && mode !== "embedded") {
+    throw new Error(`--syncer-mode: "${mode}" is not deployment or embedded`);
+  }
+  const signal = shutdownSignal(log);
+  const client = await KubeClient.load({ kubeconfig: values.kubeconfig, context: values.context });
+  const metrics = new ManagerMetrics();
+  const observed = KubeClient.fromConfig(client.config, {
+    observer: metrics.runtime.requestObserver(new URL(client.config.server).host),
+    qps: 100,
+    burst: 200,
+  });
+  const health = serveOperations(flags, metrics.runtime.registry, signal, log);
+  const recorder = new EventRecorder(observed.transport, { controller: "kubeocean.io/manager", log });
+  const runner: SyncerRunner = mode === "embedded"
+    ? new EmbeddedRunner({
+      virtual: observed,
+      log,
+      registry: metrics.runtime.registry,
+      proxier: { address: values["proxier-address"]!, port: Number(values["proxier-port"]) },
+      resyncMs: Number(values["resync-period"]) * 1000,
+    })
+    : new DeploymentRunner({ client: observed, namespace: values.namespace!, image: values.image!, log });
+  log.info("manager starting", { mode, namespace: values.namespace, server: client.config.server });
+  let running = false;
+  health.addReadyz("controller", () => running || "not leading or caches not synced yet");
+  try {
+    await runElected({
+      client: observed,
+      elect: values["leader-elect"] ?? false,
+      namespace: values.namespace!,
+      name: values["leader-election-id"]!,
+      log,
+      signal,
+    }, async (leading) => {
+      const controller = clusterBindingController({ client: observed, runner, recorder, log, metrics });
+      running = true;
+      await controller.run(leading);
+      running = false;
+    });
+  } finally {
+    await runner.stop();
+    await recorder.flush();
+    observed.close();
+    client.close();
+    log.info("manager stopped");
+  }
+}

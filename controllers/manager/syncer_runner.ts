@@ -1,0 +1,37 @@
+/**
+ * How the manager runs a binding's syncer: in-process (`--syncer-mode=embedded`) or as rendered
+ * Deployments (`--syncer-mode=deployment`). The manager asks the runner to ensure a binding's
+ * syncer with the current kubeconfig, reads back readiness, and removes it once the binding is gone.
+ *
+ * @module
+ */
+
+import type { ClusterBinding } from "../../apis/kubeocean.io/v1beta1/mod.ts";
+import type { ObjectRef } from "../../toolkit/client/resource.ts";
+
+/** Readiness of a binding's syncer. */
+export interface SyncerStatus {
+  ready: boolean;
+  reason: string;
+  message: string;
+}
+
+/** Runs one syncer per binding. */
+export interface SyncerRunner {
+  /** `embedded` or `deployment`. */
+  readonly mode: string;
+  /** Starts, restarts (kubeconfig or spec changed) or re-renders the binding's syncer. */
+  ensure(binding: ClusterBinding, kubeconfig: string, kubeconfigHash: string): Promise<SyncerStatus>;
+  /** Removes what `ensure` created; resolves to true once nothing is left. */
+  remove(binding: ClusterBinding): Promise<boolean>;
+  /** Bindings whose syncer status changed (feeds the manager's work queue). */
+  readonly changes: AsyncIterable<ObjectRef>;
+  /** Stops every syncer (process shutdown). */
+  stop(): Promise<void>;
+}
+
+/** SHA-256 hex of a string (kubeconfig hashes roll Deployments and restart embedded syncers). */
+export async function sha256(text: string): Promise<string> {
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text)));
+  return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
+}

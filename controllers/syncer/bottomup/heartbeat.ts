@@ -1,0 +1,132 @@
+/**
+ * Node heartbeats: a `coordination.k8s.io/v1` Lease per virtual node in `kube-node-lease`
+ * (duration 40 s, owned by the Node), renewed about every 10 s with jitter, spread over the
+ * period so that many nodes do not renew at once. When the syncer stops, the leases expire and the
+ * computing cluster's node-lifecycle controller marks the virtual nodes NotReady.
+ *
+ * @module
+ */
+
+import type { Lease } from "../../../apis/coordination.k8s.io/v1/mod.ts";
+import type { Node } from "../../../apis/core/v1/mod.ts";
+import { isAlreadyExists, isConflict, isNotFound } from "../../../toolkit/client/errors.ts";
+import { microTime } from "../../../toolkit/runtime/leader_election.ts";
+import { LABEL_CLUSTER_BINDING, LABEL_MANAGED_BY, MANAGED_BY_VALUE } from "../../common/names.ts";
+import type { SyncerContext } from "../context.ts";
+import { virtualNodeInformer } from "./node_controller.ts";
+
+const NAMESPACE = "kube-node-lease";
+
+/** Renews the leases of this binding's virtual nodes until stopped. */
+export class Heartbeat {
+  readonly #leases = new Map<string, { lease: Lease; renewedAt: number; jitter: number }>();
+  #timer?: ReturnType<typeof setInterval>;
+  #busy = false;
+  /** Lease writes since start (for the benchmark's writes per second). */
+  writes = 0;
+
+  constructor(readonly ctx: SyncerContext) {}
+
+  /** Starts the renew loop (checks once a second which leases are due). */
+  start(): void {
+    this.#timer ??= setInterval(() => void this.#tick(), 1_000);
+  }
+
+  stop(): void {
+    clearInterval(this.#timer);
+    this.#timer = undefined;
+  }
+
+  async #tick(): Promise<void> {
+    if (this.#busy) return;
+    this.#busy = true;
+    try {
+      const now = Date.now();
+      const nodes = virtualNodeInformer(this.ctx).store.list();
+      const live = new Set(nodes.map((n) => n.metadata!.name!));
+      for (const name of this.#leases.keys()) if (!live.has(name)) this.#leases.delete(name);
+      const due = nodes.filter((n) => {
+        const entry = this.#leases.get(n.metadata!.name!);
+        return !entry || now - entry.renewedAt >= this.ctx.config.leaseRenewMs * entry.jitter;
+      });
+      await Promise.all(
+        due.map((n) =>
+          this.renew(n).catch((err) =>
+            this.ctx.log.warn("lease renewal failed", { vnode: n.metadata?.name, error: err })
+          )
+        ),
+      );
+    } finally {
+      this.#busy = false;
+    }
+  }
+
+  /** Creates or renews the lease of `node` now. */
+  async renew(node: Node): Promise<void> {
+    const name = node.metadata!.name!;
+    const leases = this.ctx.virtualCoordination.leases(NAMESPACE);
+    const renewTime = microTime(Date.now());
+    const cached = this.#leases.get(name);
+    const jitter = cached?.jitter ?? 0.9 + Math.random() * 0.2;
+    try {
+      let lease: Lease;
+      if (cached) {
+        lease = await leases.replace({ ...cached.lease, spec: { ...cached.lease.spec, renewTime } });
+      } else {
+        lease = await this.#getOrCreate(node, renewTime);
+      }
+      this.writes++;
+      this.#leases.set(name, { lease, renewedAt: Date.now(), jitter });
+    } catch (err) {
+      if (isConflict(err) || isNotFound(err)) {
+        this.#leases.delete(name); // re-read next time
+        return;
+      }
+      throw err;
+    }
+  }
+
+  async #getOrCreate(node: Node, renewTime: string): Promise<Lease> {
+    const name = node.metadata!.name!;
+    const leases = this.ctx.virtualCoordination.leases(NAMESPACE);
+    try {
+      const existing = await leases.get(name);
+      return await leases.replace({
+        ...existing,
+        spec: {
+          ...existing.spec,
+          holderIdentity: name,
+          leaseDurationSeconds: this.ctx.config.leaseDurationSeconds,
+          renewTime,
+        },
+      });
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+    }
+    try {
+      return await leases.create({
+        apiVersion: "coordination.k8s.io/v1",
+        kind: "Lease",
+        metadata: {
+          name,
+          namespace: NAMESPACE,
+          labels: {
+            [LABEL_MANAGED_BY]: MANAGED_BY_VALUE,
+            [LABEL_CLUSTER_BINDING]: this.ctx.config.bindingName,
+          },
+          ownerReferences: [{
+            apiVersion: "v1",
+            kind: "Node",
+            name,
+            uid: node.metadata!.uid!,
+            controller: true,
+          }],
+        },
+        spec: { holderIdentity: name, leaseDurationSeconds: this.ctx.config.leaseDurationSeconds, renewTime },
+      });
+    } catch (err) {
+      if (isAlreadyExists(err)) return await leases.get(name);
+      throw err;
+    }
+  }
+}

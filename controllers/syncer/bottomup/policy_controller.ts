@@ -1,0 +1,94 @@
+/**
+ * ResourceLeasingPolicy status in the worker cluster: phase (Active, Inactive or Failed),
+ * conditions Valid and Active, `activeTimeWindow`, `nextTransitionTime` and `lastAppliedTime`.
+ * The controller wakes exactly at the next transition of the policy's time windows.
+ *
+ * @module
+ */
+
+import type { ResourceLeasingPolicy } from "../../../apis/kubeocean.io/v1beta1/mod.ts";
+import { Action, type Controller, ControllerBuilder } from "../../../toolkit/runtime/controller.ts";
+import { type ConditionInput, setConditions } from "../../common/conditions.ts";
+import type { SyncerContext } from "../context.ts";
+import { policyProblem } from "./policy_selection.ts";
+import { evaluateWindows } from "./time_windows.ts";
+
+function rfc3339(date: Date): string {
+  return date.toISOString().replace(/\.\d{3}Z$/, "Z");
+}
+
+/** Builds the policy status controller (policies whose `spec.cluster` is this binding). */
+export function policyController(ctx: SyncerContext): Controller<ResourceLeasingPolicy> {
+  const bindingName = ctx.config.bindingName;
+  return new ControllerBuilder(ctx.policies, {
+    name: `policies/${bindingName}`,
+    logger: ctx.log,
+    informers: (t) => ctx.informersFor(t),
+  }).build(async (_ref, rc) => {
+    const policy = rc.object;
+    if (!policy || policy.spec?.cluster !== bindingName || policy.metadata?.deletionTimestamp) {
+      return Action.done();
+    }
+    const now = ctx.clock.now();
+    const generation = policy.metadata?.generation;
+    const problem = policyProblem(policy);
+    const status = { ...policy.status };
+    const updates: ConditionInput[] = [];
+    let next: Date | undefined;
+    if (problem) {
+      status.phase = "Failed";
+      status.activeTimeWindow = false;
+      delete status.nextTransitionTime;
+      updates.push({
+        type: "Valid",
+        status: "False",
+        reason: "InvalidSpec",
+        message: problem,
+        observedGeneration: generation,
+      });
+      updates.push({
+        type: "Active",
+        status: "False",
+        reason: "Invalid",
+        message: "an invalid policy leases nothing",
+        observedGeneration: generation,
+      });
+    } else {
+      const windows = evaluateWindows(policy.spec?.timeWindows, policy.spec?.timeZone ?? "UTC", now);
+      next = windows.nextTransition;
+      status.phase = windows.active ? "Active" : "Inactive";
+      status.activeTimeWindow = windows.active;
+      if (next) status.nextTransitionTime = rfc3339(next);
+      else delete status.nextTransitionTime;
+      updates.push({
+        type: "Valid",
+        status: "True",
+        reason: "Valid",
+        message: "the policy is valid",
+        observedGeneration: generation,
+      });
+      updates.push({
+        type: "Active",
+        status: windows.active ? "True" : "False",
+        reason: windows.active
+          ? (policy.spec?.timeWindows?.length ? "InTimeWindow" : "NoTimeWindows")
+          : "OutOfTimeWindows",
+        message: windows.active
+          ? windows.activeWindow ? `inside window ${windows.activeWindow}` : "always active"
+          : `outside every window${next ? `; next opens ${rfc3339(next)}` : ""}`,
+        observedGeneration: generation,
+      });
+    }
+    const { conditions, changed } = setConditions(policy.status?.conditions as never, updates, now);
+    status.conditions = conditions as never;
+    status.observedGeneration = generation;
+    const before = JSON.stringify({ ...policy.status, lastAppliedTime: undefined, conditions: undefined });
+    const after = JSON.stringify({ ...status, lastAppliedTime: undefined, conditions: undefined });
+    if (changed.length > 0 || before !== after) {
+      status.lastAppliedTime = rfc3339(now);
+      await ctx.policies.patchStatus(policy.metadata!.name!, { status } as never, { type: "merge" });
+    }
+    const wake = next ? Math.max(0, next.getTime() - now.getTime()) : ctx.config.resyncMs;
+    return Action.requeueAfter(Math.min(wake, ctx.config.resyncMs));
+  });
+}

@@ -1,0 +1,44 @@
+/**
+ * Which ResourceLeasingPolicy applies to a physical node: among the binding's valid policies whose
+ * node selector matches the node, the oldest (then the first by name). A node no valid policy
+ * selects is not leased.
+ *
+ * @module
+ */
+
+import type { Node } from "../../../apis/core/v1/mod.ts";
+import type { ResourceLeasingPolicy } from "../../../apis/kubeocean.io/v1beta1/mod.ts";
+import { matchesNodeSelector } from "./node_selector.ts";
+import { validateTimeZone } from "./time_windows.ts";
+
+/** Why a policy is unusable, or undefined when it is valid. */
+export function policyProblem(policy: ResourceLeasingPolicy): string | undefined {
+  try {
+    validateTimeZone(policy.spec?.timeZone ?? "UTC");
+  } catch (err) {
+    return `spec.timeZone: ${(err as Error).message}`;
+  }
+  const seen = new Set<string>();
+  for (const [i, limit] of (policy.spec?.resourceLimits ?? []).entries()) {
+    if (seen.has(limit.resource)) {
+      return `spec.resourceLimits[${i}].resource: "${limit.resource}" is listed twice`;
+    }
+    seen.add(limit.resource);
+  }
+  return undefined;
+}
+
+/** The policy that applies to `node` for binding `bindingName`, if any. */
+export function selectPolicy(
+  policies: readonly ResourceLeasingPolicy[],
+  bindingName: string,
+  node: Node,
+): ResourceLeasingPolicy | undefined {
+  return policies
+    .filter((p) => p.spec?.cluster === bindingName && !p.metadata?.deletionTimestamp && !policyProblem(p))
+    .filter((p) => matchesNodeSelector(p.spec?.nodeSelector, node.metadata!.name!, node.metadata?.labels))
+    .sort((a, b) =>
+      (a.metadata?.creationTimestamp ?? "").localeCompare(b.metadata?.creationTimestamp ?? "") ||
+      (a.metadata?.name ?? "").localeCompare(b.metadata?.name ?? "")
+    )[0];
+}

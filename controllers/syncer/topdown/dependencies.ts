@@ -1,0 +1,377 @@
+/**
+ * ConfigMaps, Secrets and ServiceAccount tokens that twins use, mirrored into the mount namespace.
+ *
+ * A mirrored copy carries `kubeocean.io/virtual-name`/`-namespace`, `kubeocean.io/managed-by` and
+ * the binding label; its virtual original is labelled `kubeocean.io/synced-by-<clusterID>` and
+ * held by the finalizer `kubeocean.io/finalizer-<clusterID>` while the copy exists. Copies follow
+ * changes of the original, and are removed (with label and finalizer) once no twin of the binding
+ * uses them. Token Secrets hold a TokenRequest token of the virtual pod's ServiceAccount (with the
+ * computing cluster's CA and the namespace) and are renewed at 80 % of their lifetime.
+ *
+ * @module
+ */
+
+import type { ConfigMap, Pod, Secret } from "../../../apis/core/v1/mod.ts";
+import { isAlreadyExists, isNotFound } from "../../../toolkit/client/errors.ts";
+import type { KubeObject } from "../../../toolkit/client/resource.ts";
+import type {
+  JsonPatchOperation,
+  ResourceClient,
+  TokenRequest,
+} from "../../../toolkit/client/resource_client.ts";
+import { Action, type Controller, ControllerBuilder } from "../../../toolkit/runtime/controller.ts";
+import {
+  ANNOTATION_VIRTUAL_NAME,
+  ANNOTATION_VIRTUAL_NAMESPACE,
+  FIELD_MANAGER,
+  LABEL_CLUSTER_BINDING,
+  LABEL_MANAGED_BY,
+  MANAGED_BY_VALUE,
+  syncedByLabel,
+  syncedFinalizer,
+} from "../../common/names.ts";
+import type { SyncerContext } from "../context.ts";
+import { mirroredName, tokenSecretName } from "./naming.ts";
+import { collectReferences } from "./transform.ts";
+
+/** Annotation on a twin listing the virtual objects it uses: `ConfigMap/ns/name`, `Secret/ns/name`, `Token/ns/sa`. */
+export const ANNOTATION_DEPENDENCIES = "kubeocean.io/dependencies";
+/** Label on token Secrets. */
+export const LABEL_SA_TOKEN = "kubeocean.io/service-account-token";
+const ANNOTATION_EXPIRES = "kubeocean.io/token-expiration";
+const TOKEN_SECONDS = 3600;
+
+type Kind = "ConfigMap" | "Secret";
+
+/** What a pod needs mirrored, and the name maps for its twin. */
+export interface PodDependencies {
+  configMaps: Map<string, string>;
+  secrets: Map<string, string>;
+  tokenSecret?: string;
+  /** `Kind/namespace/name` keys, recorded on the twin. */
+  keys: string[];
+  /** A referenced object that does not exist yet (the pod waits, like a kubelet would). */
+  missing?: string;
+}
+
+/** Mirrors dependencies and keeps them current. */
+export class Dependencies {
+  readonly controllers: Controller<KubeObject>[];
+
+  constructor(readonly ctx: SyncerContext) {
+    this.controllers = [
+      this.#mirrorController("ConfigMap"),
+      this.#mirrorController("Secret"),
+      this.#tokenController(),
+    ];
+  }
+
+  get #clusterID(): string {
+    return this.ctx.config.clusterID;
+  }
+
+  get #mountNamespace(): string {
+    return this.ctx.config.mountNamespace;
+  }
+
+  #virtualClient(kind: Kind, namespace: string): ResourceClient<KubeObject> {
+    return (kind === "ConfigMap"
+      ? this.ctx.virtualCore.configmaps(namespace)
+      : this.ctx.virtualCore.secrets(namespace)) as ResourceClient<KubeObject>;
+  }
+
+  #physicalClient(kind: Kind): ResourceClient<KubeObject> {
+    const ns = this.#mountNamespace;
+    return (kind === "ConfigMap"
+      ? this.ctx.physicalCore.configmaps(ns)
+      : this.ctx.physicalCore.secrets(ns)) as ResourceClient<KubeObject>;
+  }
+
+  /** Mirrors everything `pod` references; returns the name maps for its twin. */
+  async ensureFor(pod: Pod): Promise<PodDependencies> {
+    const ns = pod.metadata!.namespace!;
+    const refs = collectReferences(pod);
+    const result: PodDependencies = { configMaps: new Map(), secrets: new Map(), keys: [] };
+    for (const [kind, names] of [["ConfigMap", refs.configMaps], ["Secret", refs.secrets]] as const) {
+      for (const name of [...names].sort()) {
+        const mirrored = await this.mirror(kind, ns, name);
+        if (!mirrored) {
+          result.missing ??= `${kind} ${ns}/${name}`;
+          continue;
+        }
+        (kind === "ConfigMap" ? result.configMaps : result.secrets).set(name, mirrored);
+        result.keys.push(`${kind}/${ns}/${name}`);
+      }
+    }
+    const mountsToken = pod.spec?.volumes?.some((v) =>
+      v.name.startsWith("kube-api-access-") && v.projected?.sources?.some((s) => s.serviceAccountToken)
+    );
+    if (mountsToken) {
+      const sa = pod.spec?.serviceAccountName || "default";
+      result.tokenSecret = await this.ensureToken(ns, sa);
+      result.keys.push(`Token/${ns}/${sa}`);
+    }
+    return result;
+  }
+
+  /** Copies a virtual ConfigMap or Secret into the mount namespace; undefined when it does not exist. */
+  async mirror(kind: Kind, namespace: string, name: string): Promise<string | undefined> {
+    const virtual = this.#virtualClient(kind, namespace);
+    let source: ConfigMap | Secret;
+    try {
+      source = await virtual.get(name) as ConfigMap | Secret;
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+    if (source.metadata?.deletionTimestamp) return undefined;
+    const label = syncedByLabel(this.#clusterID);
+    const finalizer = syncedFinalizer(this.#clusterID);
+    if (source.metadata?.labels?.[label] !== "true" || !source.metadata?.finalizers?.includes(finalizer)) {
+      source = await virtual.patch(name, [
+        { op: "test", path: "/metadata/resourceVersion", value: source.metadata!.resourceVersion },
+        ...(source.metadata?.labels ? [] : [{ op: "add" as const, path: "/metadata/labels", value: {} }]),
+        { op: "add", path: `/metadata/labels/${label.replaceAll("/", "~1")}`, value: "true" },
+        ...(source.metadata?.finalizers?.includes(finalizer)
+          ? []
+          : source.metadata?.finalizers
+          ? [{ op: "add" as const, path: "/metadata/finalizers/-", value: finalizer }]
+          : [{ op: "add" as const, path: "/metadata/finalizers", value: [finalizer] }]),
+      ], { type: "json" }) as ConfigMap | Secret;
+    }
+    const mirrored = await mirroredName(kind, namespace, name);
+    await this.#writeCopy(kind, source, mirrored);
+    return mirrored;
+  }
+
+  async #writeCopy(kind: Kind, source: ConfigMap | Secret, mirrored: string): Promise<void> {
+    const body: Record<string, unknown> = {
+      apiVersion: "v1",
+      kind,
+      metadata: {
+        name: mirrored,
+        namespace: this.#mountNamespace,
+        labels: {
+          [LABEL_MANAGED_BY]: MANAGED_BY_VALUE,
+          [LABEL_CLUSTER_BINDING]: this.ctx.config.bindingName,
+        },
+        annotations: {
+          [ANNOTATION_VIRTUAL_NAME]: source.metadata!.name!,
+          [ANNOTATION_VIRTUAL_NAMESPACE]: source.metadata!.namespace!,
+        },
+      },
+      data: source.data ?? {},
+      ...(kind === "ConfigMap"
+        ? { binaryData: (source as ConfigMap).binaryData ?? {} }
+        : { type: (source as Secret).type ?? "Opaque" }),
+      ...(source.immutable ? { immutable: true } : {}),
+    };
+    const physical = this.#physicalClient(kind);
+    try {
+      await physical.apply(body as KubeObject, { fieldManager: FIELD_MANAGER, force: true });
+    } catch (err) {
+      // An immutable copy (or a changed Secret type) cannot be updated: replace it.
+      if ((err as { code?: number }).code === 422) {
+        await physical.delete(mirrored).catch(() => {});
+        await physical.create(body as KubeObject);
+      } else {
+        throw err;
+      }
+    }
+  }
+
+  /** Ensures the token Secret of a virtual ServiceAccount exists and is fresh; returns its name. */
+  async ensureToken(namespace: string, serviceAccount: string): Promise<string> {
+    const name = await tokenSecretName(namespace, serviceAccount);
+    const physical = this.ctx.physicalCore.secrets(this.#mountNamespace);
+    let existing: Secret | undefined;
+    try {
+      existing = await physical.get(name);
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+    }
+    const expires = Date.parse(existing?.metadata?.annotations?.[ANNOTATION_EXPIRES] ?? "");
+    const issued = Date.parse(existing?.metadata?.creationTimestamp ?? "");
+    const renewAt = Number.isNaN(expires) ? 0 : expires - (TOKEN_SECONDS * 1000) * 0.2;
+    if (existing && Date.now() < renewAt && !Number.isNaN(issued)) return name;
+    const request = await this.ctx.virtualCore.serviceaccounts(namespace).createToken<TokenRequest>(
+      serviceAccount,
+      {
+        expirationSeconds: TOKEN_SECONDS,
+      },
+    );
+    let ca = "";
+    try {
+      ca = (await this.ctx.virtualCore.configmaps(namespace).get("kube-root-ca.crt")).data?.["ca.crt"] ?? "";
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+    }
+    const encode = (s: string) => btoa(String.fromCharCode(...new TextEncoder().encode(s)));
+    const body: Secret = {
+      apiVersion: "v1",
+      kind: "Secret",
+      type: "Opaque",
+      metadata: {
+        name,
+        namespace: this.#mountNamespace,
+        labels: {
+          [LABEL_MANAGED_BY]: MANAGED_BY_VALUE,
+          [LABEL_CLUSTER_BINDING]: this.ctx.config.bindingName,
+          [LABEL_SA_TOKEN]: "true",
+        },
+        annotations: {
+          [ANNOTATION_VIRTUAL_NAMESPACE]: namespace,
+          [ANNOTATION_VIRTUAL_NAME]: serviceAccount,
+          [ANNOTATION_EXPIRES]: request.status!.expirationTimestamp,
+        },
+      },
+      data: { token: encode(request.status!.token), "ca.crt": encode(ca), namespace: encode(namespace) },
+    };
+    try {
+      await physical.apply(body, { fieldManager: FIELD_MANAGER, force: true });
+    } catch (err) {
+      if (!isAlreadyExists(err)) throw err;
+    }
+    return name;
+  }
+
+  /**
+   * Virtual objects in use (`Kind/ns/name`): referenced by a live virtual pod on one of the
+   * binding's virtual nodes, or recorded on a twin that still exists.
+   */
+  usedKeys(): Set<string> {
+    const used = new Set<string>();
+    for (
+      const twin of this.ctx.physicalPodInformer.store.byIndex("namespace", this.ctx.config.mountNamespace)
+    ) {
+      if (twin.metadata?.labels?.[LABEL_CLUSTER_BINDING] !== this.ctx.config.bindingName) continue;
+      for (
+        const key of (twin.metadata?.annotations?.[ANNOTATION_DEPENDENCIES] ?? "").split(",").filter(Boolean)
+      ) used.add(key);
+    }
+    const vnodes = this.ctx.virtualInformers.for(this.ctx.virtualNodes, {
+      labelSelector: `${LABEL_CLUSTER_BINDING}=${this.ctx.config.bindingName}`,
+    }).store;
+    for (const pod of this.ctx.virtualPodInformer.store.list()) {
+      if (!pod.spec?.nodeName || !vnodes.get(pod.spec.nodeName)) continue;
+      if (
+        pod.status?.phase === "Succeeded" || pod.status?.phase === "Failed" || pod.metadata?.deletionTimestamp
+      ) continue;
+      const ns = pod.metadata!.namespace!;
+      const refs = collectReferences(pod);
+      for (const name of refs.configMaps) used.add(`ConfigMap/${ns}/${name}`);
+      for (const name of refs.secrets) used.add(`Secret/${ns}/${name}`);
+      if (pod.spec.volumes?.some((v) => v.name.startsWith("kube-api-access-"))) {
+        used.add(`Token/${ns}/${pod.spec.serviceAccountName || "default"}`);
+      }
+    }
+    return used;
+  }
+
+  /** Keeps copies of labelled virtual objects current; releases them once unused. */
+  #mirrorController(kind: Kind): Controller<KubeObject> {
+    const client =
+      (kind === "ConfigMap"
+        ? this.ctx.virtualCore.configmaps()
+        : this.ctx.virtualCore.secrets()) as ResourceClient<KubeObject>;
+    const ctx = this.ctx;
+    const bindingName = ctx.config.bindingName;
+    return new ControllerBuilder(client, {
+      name: `${kind.toLowerCase()}s/${bindingName}`,
+      logger: ctx.log,
+      labelSelector: `${syncedByLabel(ctx.config.clusterID)}=true`,
+      informers: (t) => ctx.informersFor(t),
+    })
+      // When twins change, their dependencies may have become unused.
+      .watches(
+        ctx.physicalPods,
+        (twin) =>
+          (twin.metadata?.annotations?.[ANNOTATION_DEPENDENCIES] ?? "").split(",").filter((k) =>
+            k.startsWith(`${kind}/`)
+          ).map((k) => {
+            const [, namespace, name] = k.split("/");
+            return { namespace, name };
+          }),
+      )
+      .build(async (ref, rc) => {
+        const binding = ctx.binding;
+        if (!binding) return Action.done();
+        const source = rc.object;
+        const key = `${kind}/${ref.namespace}/${ref.name}`;
+        const mirrored = await mirroredName(kind, ref.namespace!, ref.name);
+        const used = this.usedKeys().has(key);
+        if (source && !source.metadata?.deletionTimestamp && used && !binding.metadata?.deletionTimestamp) {
+          await this.#writeCopy(kind, source as ConfigMap | Secret, mirrored);
+          return Action.requeueAfter(ctx.config.resyncMs);
+        }
+        if (used && source && !source.metadata?.deletionTimestamp) return Action.done();
+        await this.release(kind, ref.namespace!, ref.name, source);
+        return Action.done();
+      });
+  }
+
+  /** Deletes the copy, then removes label and finalizer from the virtual original. */
+  async release(kind: Kind, namespace: string, name: string, source?: KubeObject): Promise<void> {
+    const mirrored = await mirroredName(kind, namespace, name);
+    try {
+      await this.#physicalClient(kind).delete(mirrored);
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+    }
+    const virtual = this.#virtualClient(kind, namespace);
+    const current = source ??
+      await virtual.get(name).catch((err) => isNotFound(err) ? undefined : Promise.reject(err));
+    if (!current) return;
+    const label = syncedByLabel(this.#clusterID);
+    const finalizer = syncedFinalizer(this.#clusterID);
+    const finalizers = current.metadata?.finalizers ?? [];
+    const index = finalizers.indexOf(finalizer);
+    const ops: JsonPatchOperation[] = [{
+      op: "test",
+      path: "/metadata/resourceVersion",
+      value: current.metadata!.resourceVersion,
+    }];
+    if (index >= 0) ops.push({ op: "remove", path: `/metadata/finalizers/${index}` });
+    if (current.metadata?.labels?.[label] !== undefined) {
+      ops.push({ op: "remove", path: `/metadata/labels/${label.replaceAll("/", "~1")}` });
+    }
+    if (ops.length > 1) {
+      try {
+        await virtual.patch(name, ops, { type: "json" });
+      } catch (err) {
+        if (!isNotFound(err)) throw err;
+      }
+    }
+  }
+
+  /** Renews token Secrets before they expire; deletes unused ones. */
+  #tokenController(): Controller<KubeObject> {
+    const ctx = this.ctx;
+    const secrets = ctx.physicalCore.secrets(ctx.config.mountNamespace) as ResourceClient<KubeObject>;
+    return new ControllerBuilder(secrets, {
+      name: `tokens/${ctx.config.bindingName}`,
+      logger: ctx.log,
+      labelSelector: `${LABEL_SA_TOKEN}=true,${LABEL_CLUSTER_BINDING}=${ctx.config.bindingName}`,
+      informers: (t) => ctx.informersFor(t),
+    }).build(async (_ref, rc) => {
+      const secret = rc.object;
+      if (!secret || !ctx.binding) return Action.done();
+      const ns = secret.metadata?.annotations?.[ANNOTATION_VIRTUAL_NAMESPACE];
+      const sa = secret.metadata?.annotations?.[ANNOTATION_VIRTUAL_NAME];
+      if (!ns || !sa) return Action.done();
+      if (!this.usedKeys().has(`Token/${ns}/${sa}`)) {
+        // Give freshly created twins a moment to appear before deleting their token.
+        const age = Date.now() - Date.parse(secret.metadata?.creationTimestamp ?? "");
+        if (age < 60_000) return Action.requeueAfter(60_000 - age);
+        await secrets.delete(secret.metadata!.name!).catch((e) =>
+          isNotFound(e) ? undefined : Promise.reject(e)
+        );
+        return Action.done();
+      }
+      await this.ensureToken(ns, sa);
+      const expires = Date.parse(secret.metadata?.annotations?.[ANNOTATION_EXPIRES] ?? "");
+      const renewIn = Number.isNaN(expires) ? 60_000 : expires - TOKEN_SECONDS * 200 - Date.now();
+      return Action.requeueAfter(Math.max(10_000, Math.min(renewIn, ctx.config.resyncMs)));
+    });
+  }
+}

@@ -1,0 +1,43 @@
+/**
+ * Names of objects in the worker's mount namespace.
+ *
+ * - A pod's twin: `<namespace>-<name>` (cut to 40 characters) + `-` + the first 12 hex digits
+ *   of SHA-256(`namespace/name/uid`). The virtual pod's UID is part of the hash, so a pod that is
+ *   deleted and re-created under the same name gets a new twin name: an old twin can never be
+ *   adopted by, or collide with, the new pod (fencing by UID). Names are deterministic, so a
+ *   restarted syncer finds the twins it created.
+ * - A mirrored ConfigMap or Secret: `<namespace>-<name>` (cut to 40) + `-` + 12 hex digits of
+ *   SHA-256(`kind/namespace/name`), shared by every pod of that namespace that uses it.
+ * - A service-account token Secret: `kubeocean-sa-` + 16 hex digits of
+ *   SHA-256(`namespace/serviceaccount`).
+ *
+ * @module
+ */
+
+async function hex(text: string, digits: number): Promise<string> {
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text)));
+  return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("").slice(0, digits);
+}
+
+function prefix(namespace: string, name: string): string {
+  return `${namespace}-${name}`.slice(0, 40).replace(/[-.]+$/, "");
+}
+
+/** Name of the worker twin of a virtual pod. */
+export async function twinName(namespace: string, name: string, uid: string): Promise<string> {
+  return `${prefix(namespace, name)}-${await hex(`${namespace}/${name}/${uid}`, 12)}`;
+}
+
+/** Name of the worker copy of a virtual ConfigMap or Secret. */
+export async function mirroredName(
+  kind: "ConfigMap" | "Secret",
+  namespace: string,
+  name: string,
+): Promise<string> {
+  return `${prefix(namespace, name)}-${await hex(`${kind}/${namespace}/${name}`, 12)}`;
+}
+
+/** Name of the worker Secret holding a virtual ServiceAccount's token. */
+export async function tokenSecretName(namespace: string, serviceAccount: string): Promise<string> {
+  return `kubeocean-sa-${await hex(`${namespace}/${serviceAccount}`, 16)}`;
+}

@@ -1,0 +1,335 @@
+/**
+ * Top-down pods: each virtual pod bound to one of the binding's virtual nodes gets exactly one
+ * twin in the worker's mount namespace, and the twin's status flows back.
+ *
+ * Keyed by virtual pod. The virtual pod is held by the finalizer `kubeocean.io/twin` until its
+ * twin is gone, and is annotated with the twin's namespace, name and UID. Deleting the virtual pod
+ * deletes the twin with the same grace period, then completes the virtual deletion (there is no
+ * kubelet to do so). A twin that disappears while its virtual pod runs (deleted or evicted in the
+ * worker) fails the virtual pod with a reason naming it, so its controller replaces it. Terminal
+ * phases never regress. Twin names include the virtual pod's UID, so a re-created pod of the same
+ * name never adopts, nor is killed by, the old twin.
+ *
+ * @module
+ */
+
+import type { Pod, PodStatus } from "../../../apis/core/v1/mod.ts";
+import { isAlreadyExists, isConflict, isNotFound } from "../../../toolkit/client/errors.ts";
+import { Action, type Controller, ControllerBuilder } from "../../../toolkit/runtime/controller.ts";
+import {
+  ANNOTATION_PHYSICAL_POD_NAME,
+  ANNOTATION_PHYSICAL_POD_NAMESPACE,
+  ANNOTATION_PHYSICAL_POD_UID,
+  ANNOTATION_RUNNING_DAEMONSET,
+  ANNOTATION_VIRTUAL_POD_NAME,
+  ANNOTATION_VIRTUAL_POD_NAMESPACE,
+  LABEL_CLUSTER_BINDING,
+} from "../../common/names.ts";
+import { BY_NODE, type SyncerContext } from "../context.ts";
+import { physicalNameOf, virtualNodeInformer } from "../bottomup/node_controller.ts";
+import { ANNOTATION_DEPENDENCIES, type Dependencies } from "./dependencies.ts";
+import { twinName } from "./naming.ts";
+import { buildTwin } from "./transform.ts";
+
+/** Finalizer on virtual pods that have (or may have) a twin. */
+export const FINALIZER_TWIN = "kubeocean.io/twin";
+
+function terminal(pod: Pod | undefined): boolean {
+  return pod?.status?.phase === "Succeeded" || pod?.status?.phase === "Failed";
+}
+
+/** Builds the pod controller. */
+export function podController(ctx: SyncerContext, deps: Dependencies): Controller<Pod> {
+  const bindingName = ctx.config.bindingName;
+  const vnodes = virtualNodeInformer(ctx);
+  const twins = ctx.physicalPodInformer;
+  const warned = new Set<string>();
+  const runningSeen = new Set<string>();
+
+  const ours = (pod: Pod) => !!pod.spec?.nodeName && vnodes.store.get(pod.spec.nodeName) !== undefined;
+
+  return new ControllerBuilder(ctx.virtualPods, {
+    name: `pods/${bindingName}`,
+    concurrency: 16,
+    logger: ctx.log,
+    informers: (t) => ctx.informersFor(t),
+    indexers: { [BY_NODE]: (p: Pod) => [p.spec?.nodeName ?? ""] },
+  })
+    .withPredicate((e) =>
+      ours(e.object) || (e.object.metadata?.finalizers?.includes(FINALIZER_TWIN) ?? false)
+    )
+    // Twin changes map back through the twin's annotations.
+    .watches(ctx.physicalPods, (twin) => {
+      if (twin.metadata?.labels?.[LABEL_CLUSTER_BINDING] !== bindingName) return [];
+      const ns = twin.metadata?.annotations?.[ANNOTATION_VIRTUAL_POD_NAMESPACE];
+      const name = twin.metadata?.annotations?.[ANNOTATION_VIRTUAL_POD_NAME];
+      return ns && name ? [{ namespace: ns, name }] : [];
+    })
+    // A virtual node appearing (or going) affects the pods bound to it.
+    .watches(
+      ctx.virtualNodes,
+      (vnode) =>
+        ctx.virtualPodInformer.store.byIndex(BY_NODE, vnode.metadata!.name!).map((p) => ({
+          namespace: p.metadata!.namespace!,
+          name: p.metadata!.name!,
+        })),
+      { labelSelector: `${LABEL_CLUSTER_BINDING}=${bindingName}` },
+    )
+    .build(async (ref, rc) => {
+      const binding = ctx.binding;
+      const pod = rc.object;
+      if (!binding || !pod) return Action.done();
+      const hasFinalizer = pod.metadata?.finalizers?.includes(FINALIZER_TWIN) ?? false;
+      if (!ours(pod) && !hasFinalizer) return Action.done();
+      const name = await twinName(pod.metadata!.namespace!, pod.metadata!.name!, pod.metadata!.uid!);
+      const twin = twins.store.get(`${ctx.config.mountNamespace}/${name}`);
+      const key = `${ref.namespace}/${ref.name}/${pod.metadata!.uid}`;
+
+      // Deletion: the twin goes first, with the same grace period; then the virtual pod completes.
+      if (pod.metadata?.deletionTimestamp || binding.metadata?.deletionTimestamp) {
+        if (twin) {
+          if (!twin.metadata?.deletionTimestamp) {
+            await ctx.physicalCore.pods(ctx.config.mountNamespace).delete(name, {
+              gracePeriodSeconds: pod.metadata?.deletionGracePeriodSeconds,
+              preconditions: { uid: twin.metadata!.uid },
+            }).catch((err) => isNotFound(err) || isConflict(err) ? undefined : Promise.reject(err));
+          }
+          return Action.requeueAfter(2_000);
+        }
+        if (pod.metadata?.deletionTimestamp) {
+          const since = Date.parse(pod.metadata.deletionTimestamp) -
+            (pod.metadata.deletionGracePeriodSeconds ?? 0) * 1000;
+          if (!Number.isNaN(since)) {
+            ctx.metrics.hop.observe(
+              { cluster_binding: bindingName, hop: "deleted" },
+              Math.max(0, Date.now() - since) / 1000,
+            );
+          }
+        }
+        await completeDeletion(pod);
+        runningSeen.delete(key);
+        return Action.done();
+      }
+
+      if (!hasFinalizer) {
+        await ctx.virtualPods.namespace(ref.namespace!).patch(ref.name, [
+          { op: "test", path: "/metadata/uid", value: pod.metadata!.uid },
+          pod.metadata?.finalizers
+            ? { op: "add", path: "/metadata/finalizers/-", value: FINALIZER_TWIN }
+            : { op: "add", path: "/metadata/finalizers", value: [FINALIZER_TWIN] },
+        ], { type: "json" });
+        return Action.done(); // the update brings us back
+      }
+
+      if (!twin) {
+        if (terminal(pod)) return Action.done();
+        if (pod.metadata?.annotations?.[ANNOTATION_PHYSICAL_POD_UID]) {
+          // We created a twin before and it is gone while the pod is not terminal.
+          await failVirtualPod(
+            pod,
+            "WorkerPodDeleted",
+            `worker pod ${ctx.config.mountNamespace}/${name} in cluster ${ctx.config.clusterID} was deleted or evicted`,
+          );
+          return Action.done();
+        }
+        if (
+          isDaemonSetPod(pod) && !binding.spec?.runningDaemonsetByDefault &&
+          pod.metadata?.annotations?.[ANNOTATION_RUNNING_DAEMONSET] !== "true"
+        ) {
+          if (!warned.has(key)) {
+            warned.add(key);
+            await ctx.recorder.publish({
+              regarding: pod,
+              type: "Warning",
+              reason: "DaemonSetPodNotRun",
+              action: "CreateWorkerPod",
+              note:
+                `DaemonSet pods run on virtual nodes only with annotation ${ANNOTATION_RUNNING_DAEMONSET}=true (or the binding's runningDaemonsetByDefault)`,
+            });
+          }
+          return Action.done();
+        }
+        return await createTwin(pod, name);
+      }
+
+      // Twin exists: status flows back.
+      await syncStatus(pod, twin, key);
+      return Action.requeueAfter(ctx.config.resyncMs);
+    });
+
+  async function createTwin(pod: Pod, name: string): Promise<Action> {
+    const vnode = vnodes.store.get(pod.spec!.nodeName!)!;
+    const physicalNode = physicalNameOf(vnode);
+    if (!physicalNode) return Action.requeueAfter(1_000);
+    const dependencies = await deps.ensureFor(pod);
+    if (dependencies.missing) {
+      await ctx.recorder.publish({
+        regarding: pod,
+        type: "Warning",
+        reason: "WaitingForDependency",
+        action: "CreateWorkerPod",
+        note: `${dependencies.missing} does not exist yet`,
+      });
+      return Action.requeueAfter(5_000);
+    }
+    const { pod: twin, dropped } = buildTwin(pod, {
+      twinName: name,
+      mountNamespace: ctx.config.mountNamespace,
+      bindingName,
+      binding: ctx.binding!.spec!,
+      vnodeName: vnode.metadata!.name!,
+      physicalNode,
+      configMaps: dependencies.configMaps,
+      secrets: dependencies.secrets,
+      tokenSecret: dependencies.tokenSecret,
+    });
+    twin.metadata!.annotations![ANNOTATION_DEPENDENCIES] = dependencies.keys.join(",");
+    let created: Pod;
+    try {
+      created = await ctx.physicalCore.pods(ctx.config.mountNamespace).create(twin);
+      ctx.metrics.createPod.inc({ cluster_binding: bindingName });
+    } catch (err) {
+      if (isAlreadyExists(err)) {
+        created = await ctx.physicalCore.pods(ctx.config.mountNamespace).get(name);
+      } else {
+        ctx.metrics.createPodErrors.inc({ cluster_binding: bindingName });
+        await ctx.recorder.publish({
+          regarding: pod,
+          type: "Warning",
+          reason: "FailedCreateWorkerPod",
+          action: "CreateWorkerPod",
+          note: `cluster ${ctx.config.clusterID}: ${(err as Error).message}`,
+        });
+        throw err;
+      }
+    }
+    const scheduled = pod.status?.conditions?.find((c) => c.type === "PodScheduled")?.lastTransitionTime;
+    if (scheduled) {
+      ctx.metrics.hop.observe(
+        { cluster_binding: bindingName, hop: "bound_to_created" },
+        Math.max(0, Date.now() - Date.parse(scheduled)) / 1000,
+      );
+    }
+    for (const what of dropped) {
+      await ctx.recorder.publish({
+        regarding: pod,
+        type: "Warning",
+        reason: "DroppedForWorker",
+        action: "CreateWorkerPod",
+        note: `not carried over: ${what}`,
+      });
+    }
+    await ctx.virtualPods.namespace(pod.metadata!.namespace!).patch(pod.metadata!.name!, {
+      metadata: {
+        annotations: {
+          [ANNOTATION_PHYSICAL_POD_NAMESPACE]: ctx.config.mountNamespace,
+          [ANNOTATION_PHYSICAL_POD_NAME]: name,
+          [ANNOTATION_PHYSICAL_POD_UID]: created.metadata!.uid!,
+        },
+      },
+    }, { type: "merge" });
+    return Action.done();
+  }
+
+  async function syncStatus(pod: Pod, twin: Pod, key: string): Promise<void> {
+    if (terminal(pod)) return; // terminal phases never regress
+    const source = twin.status ?? {};
+    const status: PodStatus = {
+      phase: source.phase,
+      conditions: source.conditions,
+      message: source.message,
+      reason: source.reason,
+      containerStatuses: source.containerStatuses,
+      initContainerStatuses: source.initContainerStatuses,
+      podIP: source.podIP,
+      podIPs: source.podIPs,
+      hostIP: ctx.config.proxier.address,
+      hostIPs: [{ ip: ctx.config.proxier.address }],
+      startTime: source.startTime,
+      qosClass: source.qosClass ?? pod.status?.qosClass,
+    };
+    if (!source.phase) return;
+    const current = pod.status ?? {};
+    const comparable = (s: PodStatus) =>
+      JSON.stringify([
+        s.phase,
+        s.conditions?.map((c) => [c.type, c.status, c.reason]),
+        s.containerStatuses,
+        s.initContainerStatuses,
+        s.podIP,
+        s.startTime,
+        s.message,
+        s.reason,
+      ]);
+    if (comparable(current) === comparable({ ...current, ...status })) return;
+    try {
+      await ctx.virtualPods.namespace(pod.metadata!.namespace!).patchStatus(pod.metadata!.name!, {
+        metadata: { resourceVersion: pod.metadata!.resourceVersion },
+        status,
+      }, { type: "merge" });
+    } catch (err) {
+      if (isNotFound(err)) return;
+      throw err;
+    }
+    if (status.phase === "Running" && !runningSeen.has(key)) {
+      runningSeen.add(key);
+      const running = twin.status?.conditions?.find((c) =>
+        c.type === "Ready" && c.status === "True"
+      )?.lastTransitionTime ??
+        twin.status?.startTime;
+      if (running) {
+        ctx.metrics.hop.observe(
+          { cluster_binding: bindingName, hop: "running" },
+          Math.max(0, Date.now() - Date.parse(running)) / 1000,
+        );
+      }
+    }
+  }
+
+  async function failVirtualPod(pod: Pod, reason: string, message: string): Promise<void> {
+    await ctx.virtualPods.namespace(pod.metadata!.namespace!).patchStatus(pod.metadata!.name!, {
+      metadata: { resourceVersion: pod.metadata!.resourceVersion },
+      status: {
+        phase: "Failed",
+        reason,
+        message,
+        conditions: (pod.status?.conditions ?? []).map((c) =>
+          c.type === "Ready" || c.type === "ContainersReady" ? { ...c, status: "False", reason, message } : c
+        ),
+      },
+    }, { type: "merge" });
+    await ctx.recorder.publish({
+      regarding: pod,
+      type: "Warning",
+      reason,
+      action: "SyncStatus",
+      note: message,
+    });
+  }
+
+  /** Removes our finalizer and completes the deletion (grace 0: the worker pod is already gone). */
+  async function completeDeletion(pod: Pod): Promise<void> {
+    const pods = ctx.virtualPods.namespace(pod.metadata!.namespace!);
+    const index = pod.metadata?.finalizers?.indexOf(FINALIZER_TWIN) ?? -1;
+    try {
+      if (index >= 0) {
+        await pods.patch(pod.metadata!.name!, [
+          { op: "test", path: `/metadata/finalizers/${index}`, value: FINALIZER_TWIN },
+          { op: "remove", path: `/metadata/finalizers/${index}` },
+        ], { type: "json" });
+      }
+      if (pod.metadata?.deletionTimestamp) {
+        await pods.delete(pod.metadata!.name!, {
+          gracePeriodSeconds: 0,
+          preconditions: { uid: pod.metadata!.uid },
+        });
+      }
+    } catch (err) {
+      if (!isNotFound(err) && !isConflict(err)) throw err;
+    }
+  }
+}
+
+function isDaemonSetPod(pod: Pod): boolean {
+  return pod.metadata?.ownerReferences?.some((r) => r.kind === "DaemonSet" && r.controller) ?? false;
+}
