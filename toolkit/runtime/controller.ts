@@ -239,12 +239,7 @@ export class Controller<T extends KubeObject> {
       feeders.push(this.#feed(informer.events(subscriptions.signal), trigger));
     }
     for (const stream of this.streams) {
-      feeders.push((async () => {
-        for await (const ref of stream) {
-          if (subscriptions.signal.aborted) break;
-          this.enqueue(ref);
-        }
-      })());
+      feeders.push(feedUntilAborted(stream, subscriptions.signal, (ref) => this.enqueue(ref)));
     }
 
     const drain = new AbortController();
@@ -345,4 +340,31 @@ export class Controller<T extends KubeObject> {
 function groupOf(apiVersion: string): string {
   const slash = apiVersion.indexOf("/");
   return slash < 0 ? "" : apiVersion.slice(0, slash);
+}
+
+/**
+ * Feeds a trigger stream until it ends or `signal` aborts. A stream that waits forever (a timer,
+ * a channel nobody closes) must not keep the controller from stopping, so on abort the pending
+ * `next()` is abandoned and the iterator is asked to return.
+ */
+async function feedUntilAborted<R>(
+  stream: AsyncIterable<R>,
+  signal: AbortSignal,
+  enqueue: (ref: R) => void,
+): Promise<void> {
+  const iterator = stream[Symbol.asyncIterator]();
+  const aborted = new Promise<"aborted">((resolve) => {
+    if (signal.aborted) resolve("aborted");
+    signal.addEventListener("abort", () => resolve("aborted"), { once: true });
+  });
+  try {
+    while (true) {
+      const next = await Promise.race([iterator.next(), aborted]);
+      if (next === "aborted" || next.done) break;
+      enqueue(next.value);
+    }
+  } finally {
+    // Not awaited: a generator suspended in `await` only returns once that await settles.
+    void Promise.resolve(iterator.return?.()).catch(() => {});
+  }
 }

@@ -31,8 +31,10 @@ import { ANNOTATION_DEPENDENCIES, type Dependencies } from "./dependencies.ts";
 import { twinName } from "./naming.ts";
 import { buildTwin } from "./transform.ts";
 
-/** Finalizer on virtual pods that have (or may have) a twin. */
-export const FINALIZER_TWIN = "kubeocean.io/twin";
+/** Finalizer on virtual pods that have (or may have) a twin in the worker `clusterID`. */
+export function twinFinalizer(clusterID: string): string {
+  return `kubeocean.io/twin-${clusterID}`;
+}
 
 function terminal(pod: Pod | undefined): boolean {
   return pod?.status?.phase === "Succeeded" || pod?.status?.phase === "Failed";
@@ -41,6 +43,7 @@ function terminal(pod: Pod | undefined): boolean {
 /** Builds the pod controller. */
 export function podController(ctx: SyncerContext, deps: Dependencies): Controller<Pod> {
   const bindingName = ctx.config.bindingName;
+  const FINALIZER_TWIN = twinFinalizer(ctx.config.clusterID);
   const vnodes = virtualNodeInformer(ctx);
   const twins = ctx.physicalPodInformer;
   const warned = new Set<string>();
@@ -123,8 +126,17 @@ export function podController(ctx: SyncerContext, deps: Dependencies): Controlle
 
       if (!twin) {
         if (terminal(pod)) return Action.done();
-        if (pod.metadata?.annotations?.[ANNOTATION_PHYSICAL_POD_UID]) {
-          // We created a twin before and it is gone while the pod is not terminal.
+        const recordedUid = pod.metadata?.annotations?.[ANNOTATION_PHYSICAL_POD_UID];
+        if (recordedUid) {
+          // We created a twin before. The informer may simply not have seen it yet: ask the
+          // worker before calling it gone.
+          const live = await ctx.physicalCore.pods(ctx.config.mountNamespace).get(name).catch((err) =>
+            isNotFound(err) ? undefined : Promise.reject(err)
+          );
+          if (live?.metadata?.uid === recordedUid && !live.metadata?.deletionTimestamp) {
+            return Action.requeueAfter(1_000);
+          }
+          // It is gone (or being deleted) while the virtual pod is not terminal.
           await failVirtualPod(
             pod,
             "WorkerPodDeleted",
@@ -150,6 +162,15 @@ export function podController(ctx: SyncerContext, deps: Dependencies): Controlle
           return Action.done();
         }
         return await createTwin(pod, name);
+      }
+
+      // A virtual pod that ended while its twin still runs (failed by us or by someone else):
+      // the twin must not keep consuming the worker's capacity.
+      if (terminal(pod) && !terminal(twin) && !twin.metadata?.deletionTimestamp) {
+        await ctx.physicalCore.pods(ctx.config.mountNamespace).delete(name, {
+          preconditions: { uid: twin.metadata!.uid },
+        }).catch((err) => isNotFound(err) || isConflict(err) ? undefined : Promise.reject(err));
+        return Action.done();
       }
 
       // Twin exists: status flows back.

@@ -27,7 +27,7 @@ import {
 } from "../../common/names.ts";
 import type { SyncerContext } from "../context.ts";
 import { Dependencies, LABEL_SA_TOKEN } from "./dependencies.ts";
-import { FINALIZER_TWIN, podController } from "./pod_controller.ts";
+import { podController, twinFinalizer } from "./pod_controller.ts";
 
 /** Top-down controllers of one binding. */
 export class TopDown {
@@ -110,7 +110,7 @@ export class TopDown {
     // Virtual pods still carrying our finalizer whose node is gone and that are being deleted are
     // completed by the pod controller; virtual pods whose twin is missing are failed by it too.
     for (const pod of ctx.virtualPodInformer.store.list()) {
-      if (!pod.metadata?.finalizers?.includes(FINALIZER_TWIN)) continue;
+      if (!pod.metadata?.finalizers?.includes(twinFinalizer(ctx.config.clusterID))) continue;
       const phys = pod.metadata.annotations?.["kubeocean.io/physical-pod-name"];
       if (!phys) continue;
       const twin = ctx.physicalPodInformer.store.get(`${ctx.config.mountNamespace}/${phys}`);
@@ -133,7 +133,7 @@ export class TopDown {
     const twins = ctx.physicalPodInformer.store.byIndex("namespace", ctx.config.mountNamespace)
       .filter((p) => p.metadata?.labels?.[LABEL_CLUSTER_BINDING] === bindingName);
     const virtual = ctx.virtualPodInformer.store.list().filter((p) =>
-      p.metadata?.finalizers?.includes(FINALIZER_TWIN)
+      p.metadata?.finalizers?.includes(twinFinalizer(ctx.config.clusterID))
     );
     for (const [phase, n] of Object.entries(count(twins))) {
       ctx.metrics.physicalPods.set({ cluster_binding: bindingName, phase }, n);
@@ -208,10 +208,10 @@ export class TopDown {
     }
     // Virtual pods lose our finalizer (their nodes are going away).
     for (const pod of ctx.virtualPodInformer.store.list()) {
-      const index = pod.metadata?.finalizers?.indexOf(FINALIZER_TWIN) ?? -1;
+      const index = pod.metadata?.finalizers?.indexOf(twinFinalizer(ctx.config.clusterID)) ?? -1;
       if (index < 0) continue;
       await ctx.virtualPods.namespace(pod.metadata!.namespace!).patch(pod.metadata!.name!, [
-        { op: "test", path: `/metadata/finalizers/${index}`, value: FINALIZER_TWIN },
+        { op: "test", path: `/metadata/finalizers/${index}`, value: twinFinalizer(ctx.config.clusterID) },
         { op: "remove", path: `/metadata/finalizers/${index}` },
       ], { type: "json" }).catch((e) => isNotFound(e) ? undefined : Promise.reject(e));
     }
