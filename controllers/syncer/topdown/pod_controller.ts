@@ -49,6 +49,11 @@ export function podController(ctx: SyncerContext, deps: Dependencies): Controlle
   const warned = new Set<string>();
   const runningSeen = new Set<string>();
 
+  const physicalNodes = ctx.physicalInformers.for(ctx.physicalNodes);
+  /** Whether the twin is bound to a node the worker no longer has (known only once nodes are listed). */
+  const onMissingNode = (twin: Pod) =>
+    !!twin.spec?.nodeName && physicalNodes.store.isReady && !physicalNodes.store.get(twin.spec.nodeName);
+
   const ours = (pod: Pod) => !!pod.spec?.nodeName && vnodes.store.get(pod.spec.nodeName) !== undefined;
 
   return new ControllerBuilder(ctx.virtualPods, {
@@ -94,6 +99,13 @@ export function podController(ctx: SyncerContext, deps: Dependencies): Controlle
           if (!twin.metadata?.deletionTimestamp) {
             await ctx.physicalCore.pods(ctx.config.mountNamespace).delete(name, {
               gracePeriodSeconds: pod.metadata?.deletionGracePeriodSeconds,
+              preconditions: { uid: twin.metadata!.uid },
+            }).catch((err) => isNotFound(err) || isConflict(err) ? undefined : Promise.reject(err));
+          } else if (onMissingNode(twin)) {
+            // No kubelet will ever confirm this deletion (the worker's pod GC would, after its
+            // quarantine): finish it now.
+            await ctx.physicalCore.pods(ctx.config.mountNamespace).delete(name, {
+              gracePeriodSeconds: 0,
               preconditions: { uid: twin.metadata!.uid },
             }).catch((err) => isNotFound(err) || isConflict(err) ? undefined : Promise.reject(err));
           }

@@ -1,0 +1,116 @@
+/**
+ * Shared set-up of the syncer's end-to-end tests: bind a worker cluster to the computing cluster
+ * exactly as `deno task run bind` does, then run a syncer that talks to the worker with the
+ * minted, least-privilege ServiceAccount kubeconfig (never the admin one).
+ *
+ * @module
+ */
+
+import type { ClusterBinding, ResourceLeasingPolicy } from "../../apis/kubeocean.io/v1beta1/mod.ts";
+import { KubeoceanIoV1beta1Api } from "../../apis/kubeocean.io/v1beta1/mod.ts";
+import { CoreV1Api } from "../../apis/core/v1/mod.ts";
+import { bind } from "../../controllers/bind/bind.ts";
+import { kubeconfigFromSecret, workerClient } from "../../controllers/manager/worker_access.ts";
+import { Syncer, type SyncerOptions } from "../../controllers/syncer/syncer.ts";
+import type { Clock } from "../../controllers/syncer/context.ts";
+import type { KubeClient } from "../../toolkit/client/client.ts";
+import { isNotFound } from "../../toolkit/client/errors.ts";
+import { Logger } from "../../toolkit/runtime/log.ts";
+
+/** A clock that tests move; it runs at the real pace from wherever it was set. */
+export class TestClock implements Clock {
+  #offsetMs = 0;
+  now(): Date {
+    return new Date(Date.now() + this.#offsetMs);
+  }
+  /** Makes `now()` return `instant` from here on (then advancing in real time). */
+  set(instant: Date | string): void {
+    this.#offsetMs = new Date(instant).getTime() - Date.now();
+  }
+  /** Moves the clock by `ms`. */
+  advance(ms: number): void {
+    this.#offsetMs += ms;
+  }
+}
+
+/** A bound worker: admin clients for both clusters and the syncer's least-privilege worker client. */
+export interface BoundWorker {
+  binding: ClusterBinding;
+  /** The worker as the syncer sees it: the kubeconfig stored in the binding's Secret. */
+  workerAsSyncer: KubeClient;
+  close(): void;
+}
+
+/** Runs `bind` (without waiting for a manager) and returns the syncer's view of the worker. */
+export async function bindWorker(
+  computing: KubeClient,
+  worker: KubeClient,
+  options: {
+    name: string;
+    clusterID: string;
+    mountNamespace?: string;
+    spec?: Partial<ClusterBinding["spec"]>;
+  },
+): Promise<BoundWorker> {
+  const binding = await bind({
+    computing,
+    worker,
+    name: options.name,
+    clusterID: options.clusterID,
+    mountNamespace: options.mountNamespace ?? "kubeocean-worker",
+    spec: options.spec,
+    waitMs: 0,
+    log: Deno.env.get("KUBEOCEAN_TEST_VERBOSE") ? (line) => console.error(`[bind] ${line}`) : () => {},
+  });
+  const ref = binding.spec!.secretRef;
+  const secret = await new CoreV1Api(computing).secrets(ref.namespace).get(ref.name);
+  const text = kubeconfigFromSecret(binding, secret);
+  if (typeof text !== "string") throw new Error(text.message);
+  const client = await workerClient(binding, text);
+  if (!("transport" in client)) throw new Error(client.message);
+  return { binding, workerAsSyncer: client, close: () => client.close() };
+}
+
+/** Starts a syncer for `bound` with quick leases; stop it with `stop()`. */
+export function startSyncer(
+  computing: KubeClient,
+  bound: BoundWorker,
+  options: Partial<SyncerOptions> = {},
+): Syncer {
+  return new Syncer(computing, bound.workerAsSyncer, {
+    bindingName: bound.binding.metadata!.name!,
+    clusterID: bound.binding.spec!.clusterID,
+    mountNamespace: bound.binding.spec!.mountNamespace,
+    leaseRenewMs: 2_000,
+    log: new Logger({ level: Deno.env.get("KUBEOCEAN_TEST_VERBOSE") ? "debug" : "error" }),
+    ...options,
+  }).start();
+}
+
+/** Creates or replaces a ResourceLeasingPolicy in the worker. */
+export async function applyPolicy(
+  worker: KubeClient,
+  name: string,
+  spec: ResourceLeasingPolicy["spec"],
+): Promise<ResourceLeasingPolicy> {
+  const policies = new KubeoceanIoV1beta1Api(worker).resourceleasingpolicies();
+  try {
+    const current = await policies.get(name);
+    return await policies.replace({ ...current, spec });
+  } catch (err) {
+    if (!isNotFound(err)) throw err;
+    return await policies.create({
+      apiVersion: "kubeocean.io/v1beta1",
+      kind: "ResourceLeasingPolicy",
+      metadata: { name },
+      spec,
+    });
+  }
+}
+
+/** Deletes a policy, ignoring a missing one. */
+export async function deletePolicy(worker: KubeClient, name: string): Promise<void> {
+  await new KubeoceanIoV1beta1Api(worker).resourceleasingpolicies().delete(name).catch((err) =>
+    isNotFound(err) ? undefined : Promise.reject(err)
+  );
+}
