@@ -31,7 +31,7 @@ import {
   syncedFinalizer,
 } from "../../common/names.ts";
 import type { SyncerContext } from "../context.ts";
-import { mirroredName, tokenSecretName } from "./naming.ts";
+import { mirroredName, TOKEN_SECRET_PREFIX, tokenSecretName } from "./naming.ts";
 import { collectReferences } from "./transform.ts";
 
 /** Annotation on a twin listing the virtual objects it uses: `ConfigMap/ns/name`, `Secret/ns/name`, `Token/ns/sa`. */
@@ -353,25 +353,32 @@ export class Dependencies {
       logger: ctx.log,
       labelSelector: `${LABEL_SA_TOKEN}=true,${LABEL_CLUSTER_BINDING}=${ctx.config.bindingName}`,
       informers: (t) => ctx.informersFor(t),
-    }).build(async (_ref, rc) => {
-      const secret = rc.object;
-      if (!secret || !ctx.binding) return Action.done();
-      const ns = secret.metadata?.annotations?.[ANNOTATION_VIRTUAL_NAMESPACE];
-      const sa = secret.metadata?.annotations?.[ANNOTATION_VIRTUAL_NAME];
-      if (!ns || !sa) return Action.done();
-      if (!this.usedKeys().has(`Token/${ns}/${sa}`)) {
-        // Give freshly created twins a moment to appear before deleting their token.
-        const age = Date.now() - Date.parse(secret.metadata?.creationTimestamp ?? "");
-        if (age < 60_000) return Action.requeueAfter(60_000 - age);
-        await secrets.delete(secret.metadata!.name!).catch((e) =>
-          isNotFound(e) ? undefined : Promise.reject(e)
-        );
-        return Action.done();
-      }
-      await this.ensureToken(ns, sa);
-      const expires = Date.parse(secret.metadata?.annotations?.[ANNOTATION_EXPIRES] ?? "");
-      const renewIn = Number.isNaN(expires) ? 60_000 : expires - TOKEN_SECONDS * 200 - Date.now();
-      return Action.requeueAfter(Math.max(10_000, Math.min(renewIn, ctx.config.resyncMs)));
-    });
+    })
+      // A twin going away may leave its token unused: look at the token Secrets it mounted.
+      .watches(ctx.physicalPods, (twin) =>
+        (twin.spec?.volumes ?? [])
+          .map((v) => v.secret?.secretName)
+          .filter((name): name is string => !!name?.startsWith(TOKEN_SECRET_PREFIX))
+          .map((name) => ({ namespace: ctx.config.mountNamespace, name })))
+      .build(async (_ref, rc) => {
+        const secret = rc.object;
+        if (!secret || !ctx.binding) return Action.done();
+        const ns = secret.metadata?.annotations?.[ANNOTATION_VIRTUAL_NAMESPACE];
+        const sa = secret.metadata?.annotations?.[ANNOTATION_VIRTUAL_NAME];
+        if (!ns || !sa) return Action.done();
+        if (!this.usedKeys().has(`Token/${ns}/${sa}`)) {
+          // Give freshly created twins a moment to appear before deleting their token.
+          const age = Date.now() - Date.parse(secret.metadata?.creationTimestamp ?? "");
+          if (age < 30_000) return Action.requeueAfter(30_000 - age);
+          await secrets.delete(secret.metadata!.name!).catch((e) =>
+            isNotFound(e) ? undefined : Promise.reject(e)
+          );
+          return Action.done();
+        }
+        await this.ensureToken(ns, sa);
+        const expires = Date.parse(secret.metadata?.annotations?.[ANNOTATION_EXPIRES] ?? "");
+        const renewIn = Number.isNaN(expires) ? 60_000 : expires - TOKEN_SECONDS * 200 - Date.now();
+        return Action.requeueAfter(Math.max(10_000, Math.min(renewIn, ctx.config.resyncMs)));
+      });
   }
 }

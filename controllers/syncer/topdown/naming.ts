@@ -37,7 +37,10 @@ export async function mirroredName(
   return `${prefix(namespace, name)}-${await hex(`${kind}/${namespace}/${name}`, 12)}`;
 }
 
+/** Prefix of every token Secret name. */
+export const TOKEN_SECRET_PREFIX = "kubeocean-sa-";
+
 /** Name of the worker Secret holding a virtual ServiceAccount's token. */
 export async function tokenSecretName(namespace: string, serviceAccount: string): Promise<string> {
-  return `kubeocean-sa-${await hex(`${namespace}/${serviceAccount}`, 16)}`;
+  return `${TOKEN_SECRET_PREFIX}${await hex(`${namespace}/${serviceAccount}`, 16)}`;
 }

@@ -63,8 +63,12 @@ export function podController(ctx: SyncerContext, deps: Dependencies): Controlle
     informers: (t) => ctx.informersFor(t),
     indexers: { [BY_NODE]: (p: Pod) => [p.spec?.nodeName ?? ""] },
   })
+    // Until the virtual nodes have been listed, `ours` cannot tell: let every pod through (the
+    // reconciler runs only once every cache is synced and checks again). Otherwise a pod listed
+    // before its node would be dropped for good, since a pod bound earlier may never change again.
     .withPredicate((e) =>
-      ours(e.object) || (e.object.metadata?.finalizers?.includes(FINALIZER_TWIN) ?? false)
+      !vnodes.store.isReady || ours(e.object) ||
+      (e.object.metadata?.finalizers?.includes(FINALIZER_TWIN) ?? false)
     )
     // Twin changes map back through the twin's annotations.
     .watches(ctx.physicalPods, (twin) => {

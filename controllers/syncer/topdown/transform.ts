@@ -189,9 +189,7 @@ export function buildTwin(pod: Pod, ctx: TwinContext): TwinResult {
     spec.nodeName = ctx.physicalNode;
   } else {
     spec.affinity = {
-      ...spec.affinity,
       nodeAffinity: {
-        ...spec.affinity?.nodeAffinity,
         requiredDuringSchedulingIgnoredDuringExecution: {
           nodeSelectorTerms: [{
             matchFields: [{ key: "metadata.name", operator: "In", values: [ctx.physicalNode] }],
@@ -200,7 +198,12 @@ export function buildTwin(pod: Pod, ctx: TwinContext): TwinResult {
       },
     };
   }
-  delete spec.nodeSelector; // it selected the virtual node, whose labels the physical node may not carry
+  // The computing cluster's scheduler already placed the pod: its node selector, affinities and
+  // spread constraints were evaluated against virtual nodes (one per physical node) and would
+  // only fail or mislead against the worker's labels. The twin carries the pin alone.
+  delete spec.nodeSelector;
+  delete spec.topologySpreadConstraints;
+  if (ctx.binding.directScheduling) delete spec.affinity;
 
   const labels = { ...meta.labels };
   labels[LABEL_MANAGED_BY] = MANAGED_BY_VALUE;
