@@ -200,7 +200,15 @@ export function clusterBindingController(
       // Errors retry with the queue's backoff; a Secret change brings us back at once.
       throw new Error(`${name}: ${problem!.message}`);
     }
-    const syncer = await runner.ensure(binding, kubeconfig, hash);
+    let syncer;
+    try {
+      syncer = await runner.ensure(binding, kubeconfig, hash);
+    } catch (err) {
+      // E.g. a broken template override: show it on the binding, then retry with backoff.
+      set("SyncerReady", false, "SyncerSetupFailed", (err as Error).message);
+      await writeStatus(binding, conditions, "Failed");
+      throw err;
+    }
     set("SyncerReady", syncer.ready, syncer.reason, syncer.message);
     const ready = syncer.ready;
     await writeStatus(binding, conditions, ready ? "Ready" : "Pending");

@@ -42,10 +42,15 @@ export interface TemplateData {
 /** The ConfigMap whose keys override the built-in templates. */
 export const TEMPLATES_CONFIGMAP = "kubeocean-templates";
 
-const COMMON_LABELS = `app.kubernetes.io/part-of: kubeocean
-    app.kubernetes.io/managed-by: kubeocean-manager
-    app.kubernetes.io/instance: "{{ .BindingName }}"
-    kubeocean.io/cluster-binding: "{{ .BindingName }}"`;
+/** The labels every rendered object carries, indented to sit under a `labels:` key. */
+function commonLabels(indent: number): string {
+  return [
+    "app.kubernetes.io/part-of: kubeocean",
+    "app.kubernetes.io/managed-by: kubeocean-manager",
+    'app.kubernetes.io/instance: "{{ .BindingName }}"',
+    'kubeocean.io/cluster-binding: "{{ .BindingName }}"',
+  ].join(`\n${" ".repeat(indent)}`);
+}
 
 /** The built-in templates, by ConfigMap key. */
 export const DEFAULT_TEMPLATES: Record<string, string> = {
@@ -55,14 +60,14 @@ metadata:
   name: "{{ .ServiceAccountName }}"
   namespace: "{{ .Namespace }}"
   labels:
-    ${COMMON_LABELS}
+    ${commonLabels(4)}
 `,
   "syncer-clusterrolebinding.yaml": `apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRoleBinding
 metadata:
   name: "kubeocean:syncer:{{ .ClusterID }}"
   labels:
-    ${COMMON_LABELS}
+    ${commonLabels(4)}
 roleRef:
   apiGroup: rbac.authorization.k8s.io
   kind: ClusterRole
@@ -80,7 +85,7 @@ metadata:
   labels:
     app.kubernetes.io/name: kubeocean-syncer
     app.kubernetes.io/component: syncer
-    ${COMMON_LABELS}
+    ${commonLabels(4)}
 spec:
   replicas: 2
   selector:
@@ -92,7 +97,7 @@ spec:
       labels:
         app.kubernetes.io/name: kubeocean-syncer
         app.kubernetes.io/component: syncer
-        ${COMMON_LABELS}
+        ${commonLabels(8)}
       annotations:
         kubeocean.io/kubeconfig-hash: "{{ .KubeconfigHash }}"
     spec:
@@ -129,7 +134,7 @@ metadata:
   labels:
     app.kubernetes.io/name: kubeocean-proxier
     app.kubernetes.io/component: proxier
-    ${COMMON_LABELS}
+    ${commonLabels(4)}
 spec:
   replicas: 2
   selector:
@@ -141,7 +146,7 @@ spec:
       labels:
         app.kubernetes.io/name: kubeocean-proxier
         app.kubernetes.io/component: proxier
-        ${COMMON_LABELS}
+        ${commonLabels(8)}
       annotations:
         kubeocean.io/kubeconfig-hash: "{{ .KubeconfigHash }}"
     spec:
@@ -163,7 +168,7 @@ metadata:
   namespace: "{{ .Namespace }}"
   labels:
     app.kubernetes.io/name: kubeocean-proxier
-    ${COMMON_LABELS}
+    ${commonLabels(4)}
 spec:
   selector:
     app.kubernetes.io/name: kubeocean-proxier
@@ -261,10 +266,11 @@ export class DeploymentRunner implements SyncerRunner {
       try {
         object = parse(renderTemplate(templates[key], data, key)) as KubeObject;
       } catch (err) {
+        const source = templates[key] === DEFAULT_TEMPLATES[key]
+          ? "built-in"
+          : `from ConfigMap ${this.options.namespace}/${TEMPLATES_CONFIGMAP}`;
         throw new Error(
-          `template ${key} in ConfigMap ${this.options.namespace}/${TEMPLATES_CONFIGMAP}: ${
-            (err as Error).message
-          }`,
+          `template ${key} (${source}): ${(err as Error).message}`,
         );
       }
       object.metadata = { ...object.metadata, ownerReferences: [owner] };
