@@ -6,9 +6,13 @@
  */
 
 import { benchInformer } from "./informer.ts";
+import { benchNodes } from "./nodes.ts";
+import { benchSync } from "./sync.ts";
 
 const benches: Record<string, (args: string[]) => Promise<void>> = {
   informer: benchInformer,
+  nodes: benchNodes,
+  sync: benchSync,
 };
 
 const [name, ...rest] = Deno.args;

@@ -22,6 +22,7 @@ export class Heartbeat {
   readonly #leases = new Map<string, { lease: Lease; renewedAt: number; jitter: number }>();
   #timer?: ReturnType<typeof setInterval>;
   #busy = false;
+  readonly #inFlight = new Set<string>();
   /** Lease writes since start (for the benchmark's writes per second). */
   writes = 0;
 
@@ -64,6 +65,16 @@ export class Heartbeat {
   /** Creates or renews the lease of `node` now. */
   async renew(node: Node): Promise<void> {
     const name = node.metadata!.name!;
+    if (this.#inFlight.has(name)) return; // the tick and a new node's first renewal may overlap
+    this.#inFlight.add(name);
+    try {
+      await this.#renew(node, name);
+    } finally {
+      this.#inFlight.delete(name);
+    }
+  }
+
+  async #renew(node: Node, name: string): Promise<void> {
     const leases = this.ctx.virtualCoordination.leases(NAMESPACE);
     const renewTime = microTime(Date.now());
     const cached = this.#leases.get(name);
@@ -89,20 +100,7 @@ export class Heartbeat {
   async #getOrCreate(node: Node, renewTime: string): Promise<Lease> {
     const name = node.metadata!.name!;
     const leases = this.ctx.virtualCoordination.leases(NAMESPACE);
-    try {
-      const existing = await leases.get(name);
-      return await leases.replace({
-        ...existing,
-        spec: {
-          ...existing.spec,
-          holderIdentity: name,
-          leaseDurationSeconds: this.ctx.config.leaseDurationSeconds,
-          renewTime,
-        },
-      });
-    } catch (err) {
-      if (!isNotFound(err)) throw err;
-    }
+    // Create first: a new virtual node (the common case) then costs one request.
     try {
       return await leases.create({
         apiVersion: "coordination.k8s.io/v1",
@@ -125,8 +123,18 @@ export class Heartbeat {
         spec: { holderIdentity: name, leaseDurationSeconds: this.ctx.config.leaseDurationSeconds, renewTime },
       });
     } catch (err) {
-      if (isAlreadyExists(err)) return await leases.get(name);
-      throw err;
+      if (!isAlreadyExists(err)) throw err;
     }
+    // A lease left by an earlier run: take it over.
+    const existing = await leases.get(name);
+    return await leases.replace({
+      ...existing,
+      spec: {
+        ...existing.spec,
+        holderIdentity: name,
+        leaseDurationSeconds: this.ctx.config.leaseDurationSeconds,
+        renewTime,
+      },
+    });
   }
 }

@@ -15,7 +15,7 @@
 import type { CSINode } from "../../../apis/storage.k8s.io/v1/mod.ts";
 import type { Node, NodeStatus, Pod, Taint } from "../../../apis/core/v1/mod.ts";
 import type { ResourceLeasingPolicy } from "../../../apis/kubeocean.io/v1beta1/mod.ts";
-import { isConflict, isNotFound, isTransient } from "../../../toolkit/client/errors.ts";
+import { isAlreadyExists, isConflict, isNotFound, isTransient } from "../../../toolkit/client/errors.ts";
 import type { ObjectRef } from "../../../toolkit/client/resource.ts";
 import { Action, type Controller, ControllerBuilder } from "../../../toolkit/runtime/controller.ts";
 import type { Informer } from "../../../toolkit/runtime/informer.ts";
@@ -62,6 +62,9 @@ export function nodeController(
   const physicalPods = ctx.physicalPodInformer;
   const virtualPods = ctx.virtualPodInformer;
   const csiNodes = ctx.physicalInformers.for(ctx.physicalStorage.csinodes());
+  const virtualCsiNodes = ctx.virtualInformers.for(ctx.virtualStorage.csinodes(), {
+    labelSelector: vnodeSelector,
+  });
   const everyNode = (): ObjectRef[] => {
     const names = new Set<string>();
     try {
@@ -101,6 +104,10 @@ export function nodeController(
       },
     )
     .watches(ctx.physicalStorage.csinodes(), (c) => [{ name: c.metadata!.name! }])
+    // Our virtual CSINodes, cached so that a reconcile needs no GET to compare them.
+    .watches(ctx.virtualStorage.csinodes(), (c) => physicalOfVirtual(c.metadata!.name!), {
+      labelSelector: vnodeSelector,
+    })
     .build(async (ref, rc) => {
       const binding = ctx.binding;
       if (!binding || binding.metadata?.deletionTimestamp) return Action.done(); // the binding finalizer cleans up
@@ -227,12 +234,7 @@ export function nodeController(
     const source = csiNodes.store.get(physicalName) as CSINode | undefined;
     const virtualCsi = ctx.virtualStorage.csinodes();
     const name = vnode.metadata!.name!;
-    let existing: CSINode | undefined;
-    try {
-      existing = await virtualCsi.get(name);
-    } catch (err) {
-      if (!isNotFound(err)) throw err;
-    }
+    const existing = virtualCsiNodes.store.get(name) as CSINode | undefined;
     if (!source) {
       if (existing) {
         await virtualCsi.delete(name).catch((err) => isNotFound(err) ? undefined : Promise.reject(err));
@@ -253,7 +255,10 @@ export function nodeController(
       spec: { drivers },
     };
     if (existing) await virtualCsi.replace({ ...body, metadata: { ...existing.metadata, ...body.metadata } });
-    else await virtualCsi.create(body);
+    else {
+      // The cache may lag behind a create of ours: the next event reconciles again.
+      await virtualCsi.create(body).catch((err) => isAlreadyExists(err) ? undefined : Promise.reject(err));
+    }
   }
 
   async function drainAndRemove(vname: string, vnode: Node | undefined): Promise<Action> {

@@ -1,0 +1,213 @@
+/**
+ * `deno task bench sync [--pods 1000] [--nodes 10]`: a Deployment through Kubeocean until every
+ * pod is Running in the computing cluster, against the same Deployment created directly in the
+ * worker until Running (same kwok set-up, same run); per-hop latencies measured from both sides'
+ * watch streams; the syncer's RSS (it runs as its own process).
+ *
+ * Last line: `sync: ratio X, create p99 Y ms, status p99 Z ms`.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import type { Pod } from "../../apis/core/v1/mod.ts";
+import { CoreV1Api } from "../../apis/core/v1/mod.ts";
+import { AppsV1Api } from "../../apis/apps/v1/mod.ts";
+import { KubeoceanIoV1beta1Api } from "../../apis/kubeocean.io/v1beta1/mod.ts";
+import type { KubeClient } from "../../toolkit/client/client.ts";
+import { Environment } from "../../toolkit/envtest/environment.ts";
+import { connect, eventually } from "../../toolkit/envtest/testing.ts";
+import { bindForBench, percentile, SyncerProcess } from "./support.ts";
+
+function deployment(name: string, replicas: number, onVirtualNodes: boolean) {
+  return {
+    metadata: { name },
+    spec: {
+      replicas,
+      selector: { matchLabels: { app: name } },
+      template: {
+        metadata: { labels: { app: name } },
+        spec: {
+          ...(onVirtualNodes
+            ? {
+              tolerations: [{ key: "kubeocean.io/vnode", operator: "Exists", effect: "NoSchedule" }],
+              affinity: {
+                nodeAffinity: {
+                  requiredDuringSchedulingIgnoredDuringExecution: {
+                    nodeSelectorTerms: [{
+                      matchExpressions: [{ key: "type", operator: "In", values: ["virtual-kubelet"] }],
+                    }],
+                  },
+                },
+              },
+            }
+            : {}),
+          containers: [{
+            name: "app",
+            image: "registry.example/app:1",
+            resources: { requests: { cpu: "10m" } },
+          }],
+        },
+      },
+    },
+  };
+}
+
+/** Watches pods of `namespace` and calls `on` with each event's arrival time. */
+function observePods(
+  client: KubeClient,
+  namespace: string,
+  signal: AbortSignal,
+  on: (type: string, pod: Pod, at: number) => void,
+): Promise<void> {
+  return (async () => {
+    const pods = new CoreV1Api(client).pods(namespace);
+    const list = await pods.list({ limit: 1 });
+    for await (const event of pods.watch({ resourceVersion: list.metadata?.resourceVersion, signal })) {
+      if (event.type === "ADDED" || event.type === "MODIFIED" || event.type === "DELETED") {
+        on(event.type, event.object as Pod, performance.now());
+      }
+    }
+  })().catch(() => {});
+}
+
+/** Runs `deploy`, resolves when `replicas` pods of the namespace are Running; returns elapsed ms. */
+async function timeUntilRunning(
+  client: KubeClient,
+  namespace: string,
+  replicas: number,
+  deploy: () => Promise<unknown>,
+  on: (type: string, pod: Pod, at: number) => void = () => {},
+): Promise<number> {
+  const running = new Set<string>();
+  const done = Promise.withResolvers<void>();
+  const stop = new AbortController();
+  const watching = observePods(client, namespace, stop.signal, (type, pod, at) => {
+    on(type, pod, at);
+    if (type !== "DELETED" && pod.status?.phase === "Running") running.add(pod.metadata!.uid!);
+    if (running.size >= replicas) done.resolve();
+  });
+  await new Promise((r) => setTimeout(r, 200)); // the watch is open before the clock starts
+  const t0 = performance.now();
+  await deploy();
+  await done.promise;
+  const elapsed = performance.now() - t0;
+  stop.abort();
+  await watching;
+  return elapsed;
+}
+
+/** Runs the benchmark. */
+export async function benchSync(args: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args,
+    options: { pods: { type: "string", default: "1000" }, nodes: { type: "string", default: "10" } },
+  });
+  const replicas = Number(values.pods);
+  const nodeCount = Number(values.nodes);
+  console.log(
+    `bench sync: ${replicas} pods on ${nodeCount} kwok nodes; baseline: the same Deployment in the worker`,
+  );
+  const env = await Environment.start({
+    clusters: [
+      { name: "computing", controlPlane: true },
+      {
+        name: "worker",
+        nodes: nodeCount,
+        nodeTemplate: {
+          capacity: { cpu: "64", memory: "256Gi", pods: String(Math.ceil(replicas / nodeCount) + 20) },
+        },
+      },
+    ],
+  });
+  const computing = await connect(env.cluster("computing"));
+  const worker = await connect(env.cluster("worker"));
+  let syncer: SyncerProcess | undefined;
+  try {
+    await bindForBench(computing, worker, "bench");
+    await new KubeoceanIoV1beta1Api(worker).resourceleasingpolicies().create({
+      metadata: { name: "all" },
+      spec: { cluster: "bench" },
+    });
+    syncer = new SyncerProcess(env.cluster("computing").kubeconfig, "bench");
+    await eventually("virtual nodes Ready", async () => {
+      const list = await new CoreV1Api(computing).nodes().list({
+        labelSelector: "kubeocean.io/cluster-binding=bench",
+      });
+      return list.items.length === nodeCount &&
+        list.items.every((n) => n.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True"));
+    }, { timeoutMs: 120_000 });
+
+    // Baseline: straight into the worker.
+    await new CoreV1Api(worker).namespaces().create({ metadata: { name: "direct" } });
+    const baselineMs = await timeUntilRunning(
+      worker,
+      "direct",
+      replicas,
+      () =>
+        new AppsV1Api(worker).deployments("direct").create(deployment("direct", replicas, false) as never),
+    );
+    console.log(`  baseline: ${replicas} pods Running in the worker in ${(baselineMs / 1000).toFixed(2)} s`);
+    await new AppsV1Api(worker).deployments("direct").delete("direct", { propagationPolicy: "Foreground" });
+    await new CoreV1Api(worker).pods("direct").deleteCollection({ gracePeriodSeconds: 0 });
+    await eventually(
+      "baseline pods gone",
+      async () => (await new CoreV1Api(worker).pods("direct").list({ limit: 1 })).items.length === 0,
+      { timeoutMs: 120_000 },
+    );
+
+    // Through Kubeocean, with both sides' events timed.
+    const bound = new Map<string, number>();
+    const virtualRunning = new Map<string, number>();
+    const twinCreated = new Map<string, number>();
+    const twinRunning = new Map<string, number>();
+    const twinStop = new AbortController();
+    const twinWatch = observePods(worker, "kubeocean-worker", twinStop.signal, (type, twin, at) => {
+      const uid = twin.metadata?.annotations?.["kubeocean.io/virtual-pod-uid"];
+      if (!uid || type === "DELETED") return;
+      if (!twinCreated.has(uid)) twinCreated.set(uid, at);
+      if (twin.status?.phase === "Running" && !twinRunning.has(uid)) twinRunning.set(uid, at);
+    });
+    const syncedMs = await timeUntilRunning(
+      computing,
+      "default",
+      replicas,
+      () =>
+        new AppsV1Api(computing).deployments("default").create(deployment("synced", replicas, true) as never),
+      (type, pod, at) => {
+        const uid = pod.metadata!.uid!;
+        if (type === "DELETED") return;
+        if (pod.spec?.nodeName && !bound.has(uid)) bound.set(uid, at);
+        if (pod.status?.phase === "Running" && !virtualRunning.has(uid)) virtualRunning.set(uid, at);
+      },
+    );
+    twinStop.abort();
+    await twinWatch;
+    const rss = await syncer.rssMiB();
+    console.log(
+      `  kubeocean: ${replicas} pods Running in the computing cluster in ${(syncedMs / 1000).toFixed(2)} s`,
+    );
+    const create = [...twinCreated].filter(([uid]) => bound.has(uid)).map(([uid, at]) =>
+      at - bound.get(uid)!
+    );
+    const status = [...virtualRunning].filter(([uid]) => twinRunning.has(uid)).map(([uid, at]) =>
+      at - twinRunning.get(uid)!
+    );
+    const fmt = (xs: number[]) =>
+      `p50 ${percentile(xs, 50).toFixed(0)} ms, p99 ${percentile(xs, 99).toFixed(0)} ms (n=${xs.length})`;
+    console.log(`  hop bound → twin created:   ${fmt(create)}`);
+    console.log(`  hop twin Running → Running: ${fmt(status)}`);
+    console.log(`  syncer RSS ${rss.toFixed(0)} MiB`);
+    const ratio = syncedMs / baselineMs;
+    console.log(
+      `sync: ratio ${ratio.toFixed(2)}, create p99 ${percentile(create, 99).toFixed(0)} ms, status p99 ${
+        percentile(status, 99).toFixed(0)
+      } ms`,
+    );
+  } finally {
+    await syncer?.stop();
+    computing.close();
+    worker.close();
+    await env.stop();
+  }
+}
