@@ -22,8 +22,10 @@ import { runSyncer } from "./syncer/run.ts";
 
 const USAGE = `usage: kubeocean <manager|syncer|proxier|bind|unbind> [flags]
 
-  manager  [--syncer-mode=deployment|embedded] [--namespace NS] [--image IMAGE] [common flags]
-  syncer   --cluster-binding NAME [common flags]
+  manager  [--syncer-mode=deployment|embedded] [--namespace NS] [--image IMAGE]
+           [--kube-client-qps 300 --kube-client-burst 600] [common flags]
+  syncer   --cluster-binding NAME [--virtual-client-qps 300 --virtual-client-burst 600]
+           [--physical-client-qps 300 --physical-client-burst 600] [common flags]
   bind     --kubeconfig COMPUTING --worker-kubeconfig WORKER --name NAME --cluster-id ID --mount-namespace NS
            [--context C] [--worker-context C] [--worker-server URL] [--wait SECONDS]
   unbind   --name NAME [--kubeconfig COMPUTING] [--worker-kubeconfig WORKER]

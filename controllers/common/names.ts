@@ -59,3 +59,6 @@ export function syncedFinalizer(clusterID: string): string {
 export function syncedByLabel(clusterID: string): string {
   return `kubeocean.io/synced-by-${clusterID}`;
 }
+
+/** Annotation on a twin listing the virtual objects it uses: `ConfigMap/ns/name`, `Secret/ns/name`, `Token/ns/sa`. */
+export const ANNOTATION_DEPENDENCIES = "kubeocean.io/dependencies";

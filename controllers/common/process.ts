@@ -33,6 +33,50 @@ export const COMMON_OPTIONS = {
   "log-format": { type: "string", default: "text" },
 } as const;
 
+/** Client-side request limits of one API client. */
+export interface ClientLimits {
+  qps: number;
+  burst: number;
+}
+
+/**
+ * Default client-side limits of the manager's and each syncer's API clients. A syncer writes about three times per pod
+ * to the computing cluster (finalizer, twin annotations, status) and once or twice to the worker;
+ * these keep up with a scheduler binding a few hundred pods a second. Lower them with
+ * `--virtual-client-qps|burst` and `--physical-client-qps|burst`.
+ */
+export const DEFAULT_CLIENT_LIMITS = { qps: 300, burst: 600 };
+
+/** Options `--<prefix>-qps` and `--<prefix>-burst` (strings, parsed by {@linkcode parseClientLimits}). */
+export function clientLimitOptions(
+  prefix: string,
+  defaults: ClientLimits,
+): Record<string, { type: "string"; default: string }> {
+  return {
+    [`${prefix}-qps`]: { type: "string" as const, default: String(defaults.qps) },
+    [`${prefix}-burst`]: { type: "string" as const, default: String(defaults.burst) },
+  };
+}
+
+/**
+ * Reads `--<prefix>-qps` / `--<prefix>-burst`. A QPS of 0 or less turns client-side limiting off
+ * (the API server's priority and fairness still applies); bad values name the flag.
+ */
+export function parseClientLimits(values: Record<string, unknown>, prefix: string): ClientLimits {
+  const read = (flag: string) => {
+    const text = String(values[flag]);
+    const value = Number(text);
+    if (text.trim() === "" || !Number.isFinite(value)) {
+      throw new Error(`--${flag}: "${text}" is not a number`);
+    }
+    return value;
+  };
+  const qps = read(`${prefix}-qps`);
+  const burst = read(`${prefix}-burst`);
+  if (qps > 0 && burst < 1) throw new Error(`--${prefix}-burst: must be at least 1 when --${prefix}-qps > 0`);
+  return { qps, burst };
+}
+
 /** Parses `host:port` (`:8080` binds every interface; `0` disables the server). */
 export function parseBindAddress(
   value: string,

@@ -11,10 +11,11 @@ import { loadKubeconfigText } from "../../toolkit/client/kubeconfig.ts";
 import type { ObjectRef } from "../../toolkit/client/resource.ts";
 import { Channel } from "../../toolkit/runtime/channel.ts";
 import type { Logger } from "../../toolkit/runtime/log.ts";
-import type { Registry } from "../../toolkit/runtime/metrics.ts";
+import type { Registry, RuntimeMetrics } from "../../toolkit/runtime/metrics.ts";
 import type { Clock, ProxierEndpoint } from "../syncer/context.ts";
 import { Syncer } from "../syncer/syncer.ts";
 import type { SyncerRunner, SyncerStatus } from "./syncer_runner.ts";
+import { DEFAULT_CLIENT_LIMITS } from "../common/process.ts";
 
 interface Running {
   syncer: Syncer;
@@ -28,6 +29,8 @@ export interface EmbeddedRunnerOptions {
   virtual: KubeClient;
   log: Logger;
   registry: Registry;
+  /** The manager's toolkit metrics, shared by the embedded syncers (their controllers are named per binding). */
+  runtimeMetrics?: RuntimeMetrics;
   proxier?: ProxierEndpoint;
   clock?: Clock;
   resyncMs?: number;
@@ -73,7 +76,10 @@ export class EmbeddedRunner implements SyncerRunner {
     }
     if (!running) {
       const config = await loadKubeconfigText(kubeconfig, { source: `ClusterBinding ${name} kubeconfig` });
-      const physical = KubeClient.fromConfig(config, { qps: 200, burst: 400 });
+      const physical = KubeClient.fromConfig(config, {
+        ...DEFAULT_CLIENT_LIMITS,
+        observer: this.options.runtimeMetrics?.requestObserver(new URL(config.server).host),
+      });
       const syncer = new Syncer(this.options.virtual, physical, {
         bindingName: name,
         clusterID: spec.clusterID,
@@ -82,6 +88,7 @@ export class EmbeddedRunner implements SyncerRunner {
         clock: this.options.clock,
         log: this.options.log,
         registry: this.options.registry,
+        runtimeMetrics: this.options.runtimeMetrics,
         resyncMs: this.options.resyncMs,
       }).start();
       running = { syncer, physical, fingerprint, readyAnnounced: false };

@@ -8,9 +8,12 @@ import { parseArgs } from "node:util";
 import { KubeClient } from "../../toolkit/client/client.ts";
 import { EventRecorder } from "../../toolkit/runtime/events.ts";
 import {
+  clientLimitOptions,
   COMMON_OPTIONS,
   type CommonFlags,
+  DEFAULT_CLIENT_LIMITS,
   makeLogger,
+  parseClientLimits,
   runElected,
   serveOperations,
   shutdownSignal,
@@ -38,10 +41,12 @@ export async function runManager(args: string[]): Promise<void> {
       "proxier-address": { type: "string", default: "127.0.0.1" },
       "proxier-port": { type: "string", default: "10250" },
       "resync-period": { type: "string", default: "300" },
+      ...clientLimitOptions("kube-client", DEFAULT_CLIENT_LIMITS),
     },
   });
   const flags = values as unknown as CommonFlags & Record<string, string>;
   const log = makeLogger(flags, "manager");
+  const clientLimits = parseClientLimits(values, "kube-client");
   const mode = values["syncer-mode"];
   if (mode !== "deployment" && mode !== "embedded") {
     throw new Error(`--syncer-mode: "${mode}" is not deployment or embedded`);
@@ -51,8 +56,7 @@ export async function runManager(args: string[]): Promise<void> {
   const metrics = new ManagerMetrics();
   const observed = KubeClient.fromConfig(client.config, {
     observer: metrics.runtime.requestObserver(new URL(client.config.server).host),
-    qps: 100,
-    burst: 200,
+    ...clientLimits,
   });
   const health = serveOperations(flags, metrics.runtime.registry, signal, log);
   const recorder = new EventRecorder(observed.transport, { controller: "kubeocean.io/manager", log });
@@ -61,6 +65,7 @@ export async function runManager(args: string[]): Promise<void> {
       virtual: observed,
       log,
       registry: metrics.runtime.registry,
+      runtimeMetrics: metrics.runtime,
       proxier: { address: values["proxier-address"]!, port: Number(values["proxier-port"]) },
       resyncMs: Number(values["resync-period"]) * 1000,
     })

@@ -23,6 +23,7 @@ export function bindingController(ctx: SyncerContext, hooks: CleanupHook[]): Con
   return new ControllerBuilder(ctx.bindings, {
     name: `binding/${name}`,
     logger: ctx.log,
+    metrics: ctx.runtimeMetrics,
     fieldSelector: `metadata.name=${name}`,
     informers: (t) => ctx.informersFor(t),
   }).build(async (_ref, rc) => {

@@ -18,8 +18,15 @@ import type { ResourceClient } from "../../toolkit/client/resource_client.ts";
 import type { EventRecorder } from "../../toolkit/runtime/events.ts";
 import { type Informer, InformerFactory } from "../../toolkit/runtime/informer.ts";
 import type { Logger } from "../../toolkit/runtime/log.ts";
+import type { RuntimeMetrics } from "../../toolkit/runtime/metrics.ts";
 import type { Transport } from "../../toolkit/client/transport.ts";
 import type { SyncerMetrics } from "./metrics.ts";
+import {
+  ANNOTATION_DEPENDENCIES,
+  ANNOTATION_VIRTUAL_POD_NAME,
+  ANNOTATION_VIRTUAL_POD_NAMESPACE,
+} from "../common/names.ts";
+import { dependencyKeys } from "./topdown/transform.ts";
 
 /** A clock; tests inject one that can jump. */
 export interface Clock {
@@ -52,6 +59,15 @@ export interface SyncerConfig {
 /** Index of physical and virtual pods by `spec.nodeName`. */
 export const BY_NODE = "byNode";
 
+/**
+ * Index of pods by the virtual objects they use (`Kind/ns/name`): virtual pods by their
+ * references, twins by their recorded dependencies annotation.
+ */
+export const BY_DEPENDENCY = "byDependency";
+
+/** Index of twins by their virtual pod's `namespace/name` (from the twin's annotations). */
+export const BY_VIRTUAL_POD = "byVirtualPod";
+
 /** The shared state of one syncer. */
 export class SyncerContext {
   readonly virtualInformers: InformerFactory;
@@ -76,6 +92,8 @@ export class SyncerContext {
     readonly log: Logger,
     readonly recorder: EventRecorder,
     readonly metrics: SyncerMetrics,
+    /** The toolkit's queue and reconcile metrics of this syncer's controllers, when exported. */
+    readonly runtimeMetrics?: RuntimeMetrics,
   ) {
     this.virtualInformers = new InformerFactory(virtual.transport);
     this.physicalInformers = new InformerFactory(physical.transport);
@@ -111,17 +129,26 @@ export class SyncerContext {
     return this.bindingInformer.store.get(this.config.bindingName);
   }
 
-  /** Physical pods, indexed by node. */
+  /** Physical pods, indexed by node and by the dependencies recorded on twins. */
   get physicalPodInformer(): Informer<Pod> {
     return this.physicalInformers.for(this.physicalPods, {
-      indexers: { [BY_NODE]: (p: Pod) => [p.spec?.nodeName ?? ""] },
+      indexers: {
+        [BY_NODE]: (p: Pod) => [p.spec?.nodeName ?? ""],
+        [BY_DEPENDENCY]: (p: Pod) =>
+          (p.metadata?.annotations?.[ANNOTATION_DEPENDENCIES] ?? "").split(",").filter(Boolean),
+        [BY_VIRTUAL_POD]: (p: Pod) => {
+          const ns = p.metadata?.annotations?.[ANNOTATION_VIRTUAL_POD_NAMESPACE];
+          const name = p.metadata?.annotations?.[ANNOTATION_VIRTUAL_POD_NAME];
+          return ns && name ? [`${ns}/${name}`] : [];
+        },
+      },
     });
   }
 
-  /** Virtual pods, indexed by node. */
+  /** Virtual pods, indexed by node and by the objects they reference. */
   get virtualPodInformer(): Informer<Pod> {
     return this.virtualInformers.for(this.virtualPods, {
-      indexers: { [BY_NODE]: (p: Pod) => [p.spec?.nodeName ?? ""] },
+      indexers: { [BY_NODE]: (p: Pod) => [p.spec?.nodeName ?? ""], [BY_DEPENDENCY]: dependencyKeys },
     });
   }
 

@@ -11,12 +11,16 @@ import { CoreV1Api } from "../../apis/core/v1/mod.ts";
 import { KubeoceanIoV1beta1Api } from "../../apis/kubeocean.io/v1beta1/mod.ts";
 import { KubeClient } from "../../toolkit/client/client.ts";
 import { loadKubeconfigText } from "../../toolkit/client/kubeconfig.ts";
+import { loadConfig } from "../../toolkit/client/config.ts";
 import { sleep } from "../../toolkit/client/rate_limiter.ts";
-import { Registry } from "../../toolkit/runtime/metrics.ts";
+import { RuntimeMetrics } from "../../toolkit/runtime/metrics.ts";
 import {
+  clientLimitOptions,
   COMMON_OPTIONS,
   type CommonFlags,
+  DEFAULT_CLIENT_LIMITS,
   makeLogger,
+  parseClientLimits,
   runElected,
   serveOperations,
   shutdownSignal,
@@ -35,16 +39,25 @@ export async function runSyncer(args: string[]): Promise<void> {
       namespace: { type: "string", default: Deno.env.get("POD_NAMESPACE") ?? SYSTEM_NAMESPACE },
       "proxier-address": { type: "string", default: "127.0.0.1" },
       "proxier-port": { type: "string", default: "10250" },
+      ...clientLimitOptions("virtual-client", DEFAULT_CLIENT_LIMITS),
+      ...clientLimitOptions("physical-client", DEFAULT_CLIENT_LIMITS),
     },
   });
   const name = values["cluster-binding"];
   if (!name) throw new Error("--cluster-binding NAME is required");
   const flags = values as unknown as CommonFlags;
+  const virtualLimits = parseClientLimits(values, "virtual-client");
+  const physicalLimits = parseClientLimits(values, "physical-client");
   const log = makeLogger(flags, "syncer").with({ binding: name });
   const signal = shutdownSignal(log);
-  const registry = new Registry();
+  const runtime = new RuntimeMetrics();
+  const registry = runtime.registry;
   const health = serveOperations(flags, registry, signal, log);
-  const virtual = await KubeClient.load({ kubeconfig: values.kubeconfig, context: values.context });
+  const virtualConfig = await loadConfig({ kubeconfig: values.kubeconfig, context: values.context });
+  const virtual = KubeClient.fromConfig(virtualConfig, {
+    ...virtualLimits,
+    observer: runtime.requestObserver(new URL(virtualConfig.server).host),
+  });
   const bindings = new KubeoceanIoV1beta1Api(virtual).clusterbindings();
   try {
     await runElected({
@@ -65,9 +78,13 @@ export async function runSyncer(args: string[]): Promise<void> {
       };
       const kubeconfig = await readKubeconfig();
       const hash = await sha256(kubeconfig);
-      const physical = KubeClient.fromConfig(
-        await loadKubeconfigText(kubeconfig, { source: `Secret ${ref.namespace}/${ref.name}` }),
-      );
+      const physicalConfig = await loadKubeconfigText(kubeconfig, {
+        source: `Secret ${ref.namespace}/${ref.name}`,
+      });
+      const physical = KubeClient.fromConfig(physicalConfig, {
+        ...physicalLimits,
+        observer: runtime.requestObserver(new URL(physicalConfig.server).host),
+      });
       const syncer = new Syncer(virtual, physical, {
         bindingName: name,
         clusterID: binding.spec!.clusterID,
@@ -75,6 +92,7 @@ export async function runSyncer(args: string[]): Promise<void> {
         proxier: { address: values["proxier-address"]!, port: Number(values["proxier-port"]) },
         log,
         registry,
+        runtimeMetrics: runtime,
       }).start();
       health.addReadyz("syncer", () => syncer.ready || "caches not synced yet");
       // Watch for a rotated kubeconfig: restart with it (the Deployment restarts the process).

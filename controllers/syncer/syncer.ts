@@ -12,7 +12,7 @@ import type { KubeClient } from "../../toolkit/client/client.ts";
 import type { Controller } from "../../toolkit/runtime/controller.ts";
 import { EventRecorder } from "../../toolkit/runtime/events.ts";
 import { type Logger, silentLogger } from "../../toolkit/runtime/log.ts";
-import { Registry } from "../../toolkit/runtime/metrics.ts";
+import { Registry, type RuntimeMetrics } from "../../toolkit/runtime/metrics.ts";
 import { bindingController } from "./binding_controller.ts";
 import { Heartbeat } from "./bottomup/heartbeat.ts";
 import { nodeController } from "./bottomup/node_controller.ts";
@@ -32,6 +32,8 @@ export interface SyncerOptions {
   clock?: Clock;
   log?: Logger;
   registry?: Registry;
+  /** Queue, reconcile and request metrics of the toolkit (on `registry`); shared by embedded syncers. */
+  runtimeMetrics?: RuntimeMetrics;
   resyncMs?: number;
   leaseRenewMs?: number;
   /** Run the top-down (pod) controllers too (default true). */
@@ -69,6 +71,7 @@ export class Syncer {
         log,
       }),
       SyncerMetrics.of(options.registry ?? new Registry()),
+      options.runtimeMetrics,
     );
     this.heartbeat = new Heartbeat(this.ctx);
     if (options.topDown ?? true) this.topDown = new TopDown(this.ctx);

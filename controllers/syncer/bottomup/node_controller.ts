@@ -88,10 +88,13 @@ export function nodeController(
     name: `vnodes/${bindingName}`,
     concurrency: 4,
     logger: ctx.log,
+    metrics: ctx.runtimeMetrics,
     informers: (t) => ctx.informersFor(t),
   })
+    // Other workloads' pods change what can be leased; twins do not (they run on the lease).
     .watches(ctx.physicalPods, (pod) => pod.spec?.nodeName ? [{ name: pod.spec.nodeName }] : [], {
       indexers: { [BY_NODE]: (p: Pod) => [p.spec?.nodeName ?? ""] },
+      predicates: [(e) => e.object.metadata?.labels?.[LABEL_MANAGED_BY] !== MANAGED_BY_VALUE],
     })
     .watches(ctx.policies, () => everyNode())
     .watches(ctx.bindings, () => everyNode(), { fieldSelector: `metadata.name=${bindingName}` })
@@ -101,6 +104,9 @@ export function nodeController(
       (pod) => pod.spec?.nodeName?.startsWith("vnode-") ? physicalOfVirtual(pod.spec.nodeName) : [],
       {
         indexers: { [BY_NODE]: (p: Pod) => [p.spec?.nodeName ?? ""] },
+        // A draining node waits for its pods to end; their other changes only move usage gauges,
+        // which the node's next reconcile (heartbeats, resync) refreshes.
+        predicates: [(e) => e.type === "Delete" || !isNonTerminal(e.object)],
       },
     )
     .watches(ctx.physicalStorage.csinodes(), (c) => [{ name: c.metadata!.name! }])

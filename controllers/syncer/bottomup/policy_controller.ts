@@ -23,6 +23,7 @@ export function policyController(ctx: SyncerContext): Controller<ResourceLeasing
   return new ControllerBuilder(ctx.policies, {
     name: `policies/${bindingName}`,
     logger: ctx.log,
+    metrics: ctx.runtimeMetrics,
     informers: (t) => ctx.informersFor(t),
   }).build(async (_ref, rc) => {
     const policy = rc.object;

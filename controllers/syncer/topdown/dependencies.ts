@@ -21,6 +21,7 @@ import type {
 } from "../../../toolkit/client/resource_client.ts";
 import { Action, type Controller, ControllerBuilder } from "../../../toolkit/runtime/controller.ts";
 import {
+  ANNOTATION_DEPENDENCIES,
   ANNOTATION_VIRTUAL_NAME,
   ANNOTATION_VIRTUAL_NAMESPACE,
   FIELD_MANAGER,
@@ -30,12 +31,11 @@ import {
   syncedByLabel,
   syncedFinalizer,
 } from "../../common/names.ts";
-import type { SyncerContext } from "../context.ts";
+import { BY_DEPENDENCY, type SyncerContext } from "../context.ts";
 import { mirroredName, TOKEN_SECRET_PREFIX, tokenSecretName } from "./naming.ts";
 import { collectReferences } from "./transform.ts";
 
-/** Annotation on a twin listing the virtual objects it uses: `ConfigMap/ns/name`, `Secret/ns/name`, `Token/ns/sa`. */
-export const ANNOTATION_DEPENDENCIES = "kubeocean.io/dependencies";
+export { ANNOTATION_DEPENDENCIES };
 /** Label on token Secrets. */
 export const LABEL_SA_TOKEN = "kubeocean.io/service-account-token";
 const ANNOTATION_EXPIRES = "kubeocean.io/token-expiration";
@@ -57,6 +57,12 @@ export interface PodDependencies {
 /** Mirrors dependencies and keeps them current. */
 export class Dependencies {
   readonly controllers: Controller<KubeObject>[];
+  /** `Kind/ns/name` → resourceVersion of the original last copied (copies are kept current by the mirror controllers). */
+  readonly #copied = new Map<string, string>();
+  /** Token Secret name → when it must be renewed (ms since epoch). */
+  readonly #tokens = new Map<string, number>();
+  /** One mirroring or token request at a time per object: concurrent pods share its result. */
+  readonly #inflight = new Map<string, Promise<string | undefined>>();
 
   constructor(readonly ctx: SyncerContext) {
     this.controllers = [
@@ -114,8 +120,42 @@ export class Dependencies {
     return result;
   }
 
+  /** Runs `work` once for `key` at a time; concurrent callers share the result. */
+  #single(key: string, work: () => Promise<string | undefined>): Promise<string | undefined> {
+    let running = this.#inflight.get(key);
+    if (!running) {
+      running = work().finally(() => this.#inflight.delete(key));
+      this.#inflight.set(key, running);
+    }
+    return running;
+  }
+
+  /** The cache of originals labelled for this worker (the mirror controller's informer). */
+  #labelled(kind: Kind) {
+    const client =
+      (kind === "ConfigMap"
+        ? this.ctx.virtualCore.configmaps()
+        : this.ctx.virtualCore.secrets()) as ResourceClient<KubeObject>;
+    return this.ctx.virtualInformers.for(client, {
+      labelSelector: `${syncedByLabel(this.#clusterID)}=true`,
+    }).store;
+  }
+
   /** Copies a virtual ConfigMap or Secret into the mount namespace; undefined when it does not exist. */
   async mirror(kind: Kind, namespace: string, name: string): Promise<string | undefined> {
+    const key = `${kind}/${namespace}/${name}`;
+    const cached = this.#labelled(kind).get({ namespace, name });
+    if (
+      cached && !cached.metadata?.deletionTimestamp &&
+      cached.metadata?.finalizers?.includes(syncedFinalizer(this.#clusterID)) &&
+      this.#copied.get(key) === cached.metadata?.resourceVersion
+    ) {
+      return await mirroredName(kind, namespace, name); // already copied, and kept current
+    }
+    return await this.#single(key, () => this.#mirrorNow(kind, namespace, name));
+  }
+
+  async #mirrorNow(kind: Kind, namespace: string, name: string): Promise<string | undefined> {
     const virtual = this.#virtualClient(kind, namespace);
     let source: ConfigMap | Secret;
     try {
@@ -178,11 +218,21 @@ export class Dependencies {
         throw err;
       }
     }
+    const key = `${kind}/${source.metadata!.namespace}/${source.metadata!.name}`;
+    this.#copied.set(key, source.metadata!.resourceVersion ?? "");
   }
 
   /** Ensures the token Secret of a virtual ServiceAccount exists and is fresh; returns its name. */
   async ensureToken(namespace: string, serviceAccount: string): Promise<string> {
     const name = await tokenSecretName(namespace, serviceAccount);
+    if (Date.now() < (this.#tokens.get(name) ?? 0)) return name;
+    return (await this.#single(
+      `Token/${name}`,
+      () => this.#ensureTokenNow(namespace, serviceAccount, name),
+    ))!;
+  }
+
+  async #ensureTokenNow(namespace: string, serviceAccount: string, name: string): Promise<string> {
     const physical = this.ctx.physicalCore.secrets(this.#mountNamespace);
     let existing: Secret | undefined;
     try {
@@ -193,7 +243,10 @@ export class Dependencies {
     const expires = Date.parse(existing?.metadata?.annotations?.[ANNOTATION_EXPIRES] ?? "");
     const issued = Date.parse(existing?.metadata?.creationTimestamp ?? "");
     const renewAt = Number.isNaN(expires) ? 0 : expires - (TOKEN_SECONDS * 1000) * 0.2;
-    if (existing && Date.now() < renewAt && !Number.isNaN(issued)) return name;
+    if (existing && Date.now() < renewAt && !Number.isNaN(issued)) {
+      this.#tokens.set(name, renewAt);
+      return name;
+    }
     const request = await this.ctx.virtualCore.serviceaccounts(namespace).createToken<TokenRequest>(
       serviceAccount,
       {
@@ -232,40 +285,27 @@ export class Dependencies {
     } catch (err) {
       if (!isAlreadyExists(err)) throw err;
     }
+    const expiresAt = Date.parse(request.status!.expirationTimestamp);
+    if (!Number.isNaN(expiresAt)) this.#tokens.set(name, expiresAt - TOKEN_SECONDS * 1000 * 0.2);
     return name;
   }
 
   /**
-   * Virtual objects in use (`Kind/ns/name`): referenced by a live virtual pod on one of the
-   * binding's virtual nodes, or recorded on a twin that still exists.
+   * Whether a virtual object (`Kind/ns/name`) is in use: referenced by a live virtual pod on one
+   * of the binding's virtual nodes, or recorded on a twin of the binding that still exists.
+   * Answered from the informers' dependency indexes, so it costs the number of users, not pods.
    */
-  usedKeys(): Set<string> {
-    const used = new Set<string>();
-    for (
-      const twin of this.ctx.physicalPodInformer.store.byIndex("namespace", this.ctx.config.mountNamespace)
-    ) {
-      if (twin.metadata?.labels?.[LABEL_CLUSTER_BINDING] !== this.ctx.config.bindingName) continue;
-      for (
-        const key of (twin.metadata?.annotations?.[ANNOTATION_DEPENDENCIES] ?? "").split(",").filter(Boolean)
-      ) used.add(key);
-    }
+  isUsed(key: string): boolean {
+    const bindingName = this.ctx.config.bindingName;
+    const twins = this.ctx.physicalPodInformer.store.byIndex(BY_DEPENDENCY, key);
+    if (twins.some((twin) => twin.metadata?.labels?.[LABEL_CLUSTER_BINDING] === bindingName)) return true;
     const vnodes = this.ctx.virtualInformers.for(this.ctx.virtualNodes, {
-      labelSelector: `${LABEL_CLUSTER_BINDING}=${this.ctx.config.bindingName}`,
+      labelSelector: `${LABEL_CLUSTER_BINDING}=${bindingName}`,
     }).store;
-    for (const pod of this.ctx.virtualPodInformer.store.list()) {
-      if (!pod.spec?.nodeName || !vnodes.get(pod.spec.nodeName)) continue;
-      if (
-        pod.status?.phase === "Succeeded" || pod.status?.phase === "Failed" || pod.metadata?.deletionTimestamp
-      ) continue;
-      const ns = pod.metadata!.namespace!;
-      const refs = collectReferences(pod);
-      for (const name of refs.configMaps) used.add(`ConfigMap/${ns}/${name}`);
-      for (const name of refs.secrets) used.add(`Secret/${ns}/${name}`);
-      if (pod.spec.volumes?.some((v) => v.name.startsWith("kube-api-access-"))) {
-        used.add(`Token/${ns}/${pod.spec.serviceAccountName || "default"}`);
-      }
-    }
-    return used;
+    return this.ctx.virtualPodInformer.store.byIndex(BY_DEPENDENCY, key).some((pod) =>
+      !!pod.spec?.nodeName && !!vnodes.get(pod.spec.nodeName) &&
+      pod.status?.phase !== "Succeeded" && pod.status?.phase !== "Failed" && !pod.metadata?.deletionTimestamp
+    );
   }
 
   /** Keeps copies of labelled virtual objects current; releases them once unused. */
@@ -279,6 +319,7 @@ export class Dependencies {
     return new ControllerBuilder(client, {
       name: `${kind.toLowerCase()}s/${bindingName}`,
       logger: ctx.log,
+      metrics: ctx.runtimeMetrics,
       labelSelector: `${syncedByLabel(ctx.config.clusterID)}=true`,
       informers: (t) => ctx.informersFor(t),
     })
@@ -299,7 +340,7 @@ export class Dependencies {
         const source = rc.object;
         const key = `${kind}/${ref.namespace}/${ref.name}`;
         const mirrored = await mirroredName(kind, ref.namespace!, ref.name);
-        const used = this.usedKeys().has(key);
+        const used = this.isUsed(key);
         if (source && !source.metadata?.deletionTimestamp && used && !binding.metadata?.deletionTimestamp) {
           await this.#writeCopy(kind, source as ConfigMap | Secret, mirrored);
           return Action.requeueAfter(ctx.config.resyncMs);
@@ -313,6 +354,7 @@ export class Dependencies {
   /** Deletes the copy, then removes label and finalizer from the virtual original. */
   async release(kind: Kind, namespace: string, name: string, source?: KubeObject): Promise<void> {
     const mirrored = await mirroredName(kind, namespace, name);
+    this.#copied.delete(`${kind}/${namespace}/${name}`);
     try {
       await this.#physicalClient(kind).delete(mirrored);
     } catch (err) {
@@ -351,6 +393,7 @@ export class Dependencies {
     return new ControllerBuilder(secrets, {
       name: `tokens/${ctx.config.bindingName}`,
       logger: ctx.log,
+      metrics: ctx.runtimeMetrics,
       labelSelector: `${LABEL_SA_TOKEN}=true,${LABEL_CLUSTER_BINDING}=${ctx.config.bindingName}`,
       informers: (t) => ctx.informersFor(t),
     })
@@ -360,16 +403,18 @@ export class Dependencies {
           .map((v) => v.secret?.secretName)
           .filter((name): name is string => !!name?.startsWith(TOKEN_SECRET_PREFIX))
           .map((name) => ({ namespace: ctx.config.mountNamespace, name })))
-      .build(async (_ref, rc) => {
+      .build(async (ref, rc) => {
         const secret = rc.object;
+        if (!secret) this.#tokens.delete(ref.name); // deleted: the next pod that needs it re-creates it
         if (!secret || !ctx.binding) return Action.done();
         const ns = secret.metadata?.annotations?.[ANNOTATION_VIRTUAL_NAMESPACE];
         const sa = secret.metadata?.annotations?.[ANNOTATION_VIRTUAL_NAME];
         if (!ns || !sa) return Action.done();
-        if (!this.usedKeys().has(`Token/${ns}/${sa}`)) {
+        if (!this.isUsed(`Token/${ns}/${sa}`)) {
           // Give freshly created twins a moment to appear before deleting their token.
           const age = Date.now() - Date.parse(secret.metadata?.creationTimestamp ?? "");
           if (age < 30_000) return Action.requeueAfter(30_000 - age);
+          this.#tokens.delete(secret.metadata!.name!);
           await secrets.delete(secret.metadata!.name!).catch((e) =>
             isNotFound(e) ? undefined : Promise.reject(e)
           );

@@ -2,8 +2,10 @@
  * Top-down pods: each virtual pod bound to one of the binding's virtual nodes gets exactly one
  * twin in the worker's mount namespace, and the twin's status flows back.
  *
- * Keyed by virtual pod. The virtual pod is held by the finalizer `kubeocean.io/twin` until its
- * twin is gone, and is annotated with the twin's namespace, name and UID. Deleting the virtual pod
+ * Keyed by virtual pod. Once its twin is created, the virtual pod gets, in one write, the
+ * finalizer `kubeocean.io/twin-<clusterID>` (held until the twin is gone) and annotations with the
+ * twin's namespace, name and UID. A twin whose virtual pod vanished before that write (a crash, a
+ * deletion in between) is found through its annotations and deleted. Deleting the virtual pod
  * deletes the twin with the same grace period, then completes the virtual deletion (there is no
  * kubelet to do so). A twin that disappears while its virtual pod runs (deleted or evicted in the
  * worker) fails the virtual pod with a reason naming it, so its controller replaces it. Terminal
@@ -23,9 +25,10 @@ import {
   ANNOTATION_RUNNING_DAEMONSET,
   ANNOTATION_VIRTUAL_POD_NAME,
   ANNOTATION_VIRTUAL_POD_NAMESPACE,
+  ANNOTATION_VIRTUAL_POD_UID,
   LABEL_CLUSTER_BINDING,
 } from "../../common/names.ts";
-import { BY_NODE, type SyncerContext } from "../context.ts";
+import { BY_NODE, BY_VIRTUAL_POD, type SyncerContext } from "../context.ts";
 import { physicalNameOf, virtualNodeInformer } from "../bottomup/node_controller.ts";
 import { ANNOTATION_DEPENDENCIES, type Dependencies } from "./dependencies.ts";
 import { twinName } from "./naming.ts";
@@ -48,6 +51,18 @@ export function podController(ctx: SyncerContext, deps: Dependencies): Controlle
   const twins = ctx.physicalPodInformer;
   const warned = new Set<string>();
   const runningSeen = new Set<string>();
+  /**
+   * Our last write to each virtual pod (by UID): what it said and the resourceVersion it was based
+   * on. Until the cache moves past that version, the cache cannot show the write yet, and the same
+   * write is not sent again.
+   */
+  const lastWrite = new Map<string, { basedOn: string; what: string }>();
+  const alreadySent = (pod: Pod, what: string) => {
+    const last = lastWrite.get(pod.metadata!.uid!);
+    return last !== undefined && last.basedOn === pod.metadata?.resourceVersion && last.what === what;
+  };
+  const sent = (pod: Pod, what: string) =>
+    lastWrite.set(pod.metadata!.uid!, { basedOn: pod.metadata?.resourceVersion ?? "", what });
 
   const physicalNodes = ctx.physicalInformers.for(ctx.physicalNodes);
   /** Whether the twin is bound to a node the worker no longer has (known only once nodes are listed). */
@@ -58,8 +73,9 @@ export function podController(ctx: SyncerContext, deps: Dependencies): Controlle
 
   return new ControllerBuilder(ctx.virtualPods, {
     name: `pods/${bindingName}`,
-    concurrency: 16,
+    concurrency: 128,
     logger: ctx.log,
+    metrics: ctx.runtimeMetrics,
     informers: (t) => ctx.informersFor(t),
     indexers: { [BY_NODE]: (p: Pod) => [p.spec?.nodeName ?? ""] },
   })
@@ -85,14 +101,24 @@ export function podController(ctx: SyncerContext, deps: Dependencies): Controlle
           namespace: p.metadata!.namespace!,
           name: p.metadata!.name!,
         })),
-      { labelSelector: `${LABEL_CLUSTER_BINDING}=${bindingName}` },
+      {
+        labelSelector: `${LABEL_CLUSTER_BINDING}=${bindingName}`,
+        // Only appearing and going: heartbeats would otherwise requeue every pod on the node.
+        predicates: [(e) => e.type === "Delete" || !e.previous],
+      },
     )
     .build(async (ref, rc) => {
       const binding = ctx.binding;
       const pod = rc.object;
-      if (!binding || !pod) return Action.done();
+      if (!binding) return Action.done();
+      if (!pod) {
+        await deleteTwinsOf(`${ref.namespace}/${ref.name}`);
+        return Action.done();
+      }
       const hasFinalizer = pod.metadata?.finalizers?.includes(FINALIZER_TWIN) ?? false;
       if (!ours(pod) && !hasFinalizer) return Action.done();
+      // Twins of an earlier pod of the same name (never adopted, never left behind).
+      await deleteTwinsOf(`${ref.namespace}/${ref.name}`);
       const name = await twinName(pod.metadata!.namespace!, pod.metadata!.name!, pod.metadata!.uid!);
       const twin = twins.store.get(`${ctx.config.mountNamespace}/${name}`);
       const key = `${ref.namespace}/${ref.name}/${pod.metadata!.uid}`;
@@ -127,17 +153,8 @@ export function podController(ctx: SyncerContext, deps: Dependencies): Controlle
         }
         await completeDeletion(pod);
         runningSeen.delete(key);
+        lastWrite.delete(pod.metadata!.uid!);
         return Action.done();
-      }
-
-      if (!hasFinalizer) {
-        await ctx.virtualPods.namespace(ref.namespace!).patch(ref.name, [
-          { op: "test", path: "/metadata/uid", value: pod.metadata!.uid },
-          pod.metadata?.finalizers
-            ? { op: "add", path: "/metadata/finalizers/-", value: FINALIZER_TWIN }
-            : { op: "add", path: "/metadata/finalizers", value: [FINALIZER_TWIN] },
-        ], { type: "json" });
-        return Action.done(); // the update brings us back
       }
 
       if (!twin) {
@@ -178,6 +195,13 @@ export function podController(ctx: SyncerContext, deps: Dependencies): Controlle
           return Action.done();
         }
         return await createTwin(pod, name);
+      }
+
+      // Created, but the virtual pod was not marked (a crash between the two writes): mark it now.
+      if (!hasFinalizer || pod.metadata?.annotations?.[ANNOTATION_PHYSICAL_POD_UID] !== twin.metadata?.uid) {
+        if (alreadySent(pod, `mark ${twin.metadata?.uid}`)) return Action.done(); // the update brings us back
+        await markVirtualPod(pod, twin);
+        return Action.done();
       }
 
       // A virtual pod that ended while its twin still runs (failed by us or by someone else):
@@ -256,16 +280,63 @@ export function podController(ctx: SyncerContext, deps: Dependencies): Controlle
         note: `not carried over: ${what}`,
       });
     }
-    await ctx.virtualPods.namespace(pod.metadata!.namespace!).patch(pod.metadata!.name!, {
+    await markVirtualPod(pod, created);
+    return Action.done();
+  }
+
+  /**
+   * One write to the virtual pod: our finalizer (if missing) and the twin's namespace, name and
+   * UID. Fenced by the virtual pod's UID; a pod that is gone or re-created leaves the twin to
+   * {@linkcode deleteTwinsOf}.
+   */
+  async function markVirtualPod(pod: Pod, twin: Pod): Promise<void> {
+    // Strategic merge: finalizers merge as a set and annotations as a map, whatever the cache says;
+    // the UID in the patch fails it on a re-created pod of the same name.
+    const patch = {
       metadata: {
+        uid: pod.metadata!.uid,
         annotations: {
           [ANNOTATION_PHYSICAL_POD_NAMESPACE]: ctx.config.mountNamespace,
-          [ANNOTATION_PHYSICAL_POD_NAME]: name,
-          [ANNOTATION_PHYSICAL_POD_UID]: created.metadata!.uid!,
+          [ANNOTATION_PHYSICAL_POD_NAME]: twin.metadata!.name!,
+          [ANNOTATION_PHYSICAL_POD_UID]: twin.metadata!.uid!,
         },
+        finalizers: [FINALIZER_TWIN],
       },
-    }, { type: "merge" });
-    return Action.done();
+    };
+    try {
+      await ctx.virtualPods.namespace(pod.metadata!.namespace!).patch(pod.metadata!.name!, patch, {
+        type: "strategic",
+      });
+      sent(pod, `mark ${twin.metadata!.uid}`);
+    } catch (err) {
+      // Gone, or re-created under the same name (the UID does not match): the twin is an orphan.
+      const gone = isNotFound(err) ||
+        ([409, 422].includes((err as { code?: number }).code ?? 0) &&
+          await ctx.virtualPods.namespace(pod.metadata!.namespace!).get(pod.metadata!.name!).then(
+            (now) => now.metadata?.uid !== pod.metadata!.uid,
+            (e) => isNotFound(e) ? true : Promise.reject(e),
+          ));
+      if (!gone) throw err;
+      await deleteTwinsOf(`${pod.metadata!.namespace}/${pod.metadata!.name}`, pod.metadata!.uid);
+    }
+  }
+
+  /**
+   * Deletes this binding's twins of the virtual pod `key` (`namespace/name`): those of the virtual
+   * UID `staleUid` when given, else every one whose virtual UID is not that of the pod now holding
+   * the name (all of them when the name is free).
+   */
+  async function deleteTwinsOf(key: string, staleUid?: string): Promise<void> {
+    const current = ctx.virtualPodInformer.store.get(key);
+    for (const twin of twins.store.byIndex(BY_VIRTUAL_POD, key)) {
+      if (twin.metadata?.labels?.[LABEL_CLUSTER_BINDING] !== bindingName) continue;
+      if (twin.metadata?.deletionTimestamp) continue;
+      const uid = twin.metadata?.annotations?.[ANNOTATION_VIRTUAL_POD_UID];
+      if (staleUid ? uid !== staleUid : current && uid === current.metadata?.uid) continue;
+      await ctx.physicalCore.pods(ctx.config.mountNamespace).delete(twin.metadata!.name!, {
+        preconditions: { uid: twin.metadata!.uid },
+      }).catch((err) => isNotFound(err) || isConflict(err) ? undefined : Promise.reject(err));
+    }
   }
 
   async function syncStatus(pod: Pod, twin: Pod, key: string): Promise<void> {
@@ -286,6 +357,11 @@ export function podController(ctx: SyncerContext, deps: Dependencies): Controlle
       qosClass: source.qosClass ?? pod.status?.qosClass,
     };
     if (!source.phase) return;
+    // A twin just created says nothing yet: the virtual pod is Pending already.
+    if (
+      source.phase === "Pending" && !source.conditions?.length && !source.containerStatuses?.length &&
+      !source.initContainerStatuses?.length && !source.message && !source.reason
+    ) return;
     const current = pod.status ?? {};
     const comparable = (s: PodStatus) =>
       JSON.stringify([
@@ -298,12 +374,14 @@ export function podController(ctx: SyncerContext, deps: Dependencies): Controlle
         s.message,
         s.reason,
       ]);
-    if (comparable(current) === comparable({ ...current, ...status })) return;
+    const desired = comparable({ ...current, ...status });
+    if (comparable(current) === desired || alreadySent(pod, desired)) return;
     try {
       await ctx.virtualPods.namespace(pod.metadata!.namespace!).patchStatus(pod.metadata!.name!, {
         metadata: { resourceVersion: pod.metadata!.resourceVersion },
         status,
       }, { type: "merge" });
+      sent(pod, desired);
     } catch (err) {
       if (isNotFound(err)) return;
       throw err;

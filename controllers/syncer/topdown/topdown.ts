@@ -87,7 +87,6 @@ export class TopDown {
       removed++;
     }
     // Mirrored ConfigMaps and Secrets no twin uses any more.
-    const used = this.dependencies.usedKeys();
     for (const kind of ["ConfigMap", "Secret"] as const) {
       const client = kind === "ConfigMap"
         ? ctx.physicalCore.configmaps(ctx.config.mountNamespace)
@@ -99,7 +98,7 @@ export class TopDown {
         if (copy.metadata?.labels?.[LABEL_SA_TOKEN]) continue; // the token controller owns these
         const ns = copy.metadata?.annotations?.[ANNOTATION_VIRTUAL_NAMESPACE];
         const name = copy.metadata?.annotations?.[ANNOTATION_VIRTUAL_NAME];
-        if (!ns || !name || used.has(`${kind}/${ns}/${name}`)) continue;
+        if (!ns || !name || this.dependencies.isUsed(`${kind}/${ns}/${name}`)) continue;
         const age = Date.now() - Date.parse(copy.metadata?.creationTimestamp ?? "");
         if (age < 60_000) continue; // its twin may be on its way
         ctx.metrics.orphans.inc({ cluster_binding: bindingName, side: "worker" });

@@ -68,6 +68,23 @@ export function collectReferences(pod: Pod): References {
   return refs;
 }
 
+/**
+ * The virtual objects a pod depends on, as `ConfigMap/ns/name`, `Secret/ns/name` and
+ * `Token/ns/serviceAccount` keys (the keys recorded on twins; also an informer index).
+ */
+export function dependencyKeys(pod: Pod): string[] {
+  const ns = pod.metadata?.namespace ?? "";
+  const refs = collectReferences(pod);
+  const keys = [
+    ...[...refs.configMaps].map((name) => `ConfigMap/${ns}/${name}`),
+    ...[...refs.secrets].map((name) => `Secret/${ns}/${name}`),
+  ];
+  if (pod.spec?.volumes?.some((v) => v.name.startsWith("kube-api-access-"))) {
+    keys.push(`Token/${ns}/${pod.spec.serviceAccountName || "default"}`);
+  }
+  return keys;
+}
+
 /** Everything the transformation needs besides the pod. */
 export interface TwinContext {
   twinName: string;
