@@ -194,6 +194,41 @@ envTest("syncer top-down: pods and dependencies flow to two workers, status flow
       });
     });
 
+    await t.step("an Event about a twin in the worker shows on its virtual pod (kubectl describe)", async () => {
+      const twin = (await twinsOf(workers[0]))[0];
+      const virtualName = twin.metadata!.annotations!["kubeocean.io/virtual-pod-name"];
+      const now = new Date().toISOString();
+      // What a kubelet would report, e.g. a failing image pull.
+      await new CoreV1Api(workers[0]).events(NS).create({
+        metadata: { generateName: "twin-event-" },
+        involvedObject: {
+          apiVersion: "v1",
+          kind: "Pod",
+          namespace: NS,
+          name: twin.metadata!.name!,
+          uid: twin.metadata!.uid!,
+          fieldPath: "spec.containers{app}",
+        },
+        reason: "BackOff",
+        message: "Back-off pulling image registry.example/app:1",
+        type: "Warning",
+        source: { component: "kubelet" },
+        firstTimestamp: now,
+        lastTimestamp: now,
+        count: 1,
+      });
+      const seen = await eventually("the Event on the virtual pod", async () => {
+        const events = await vcore.events("default").list({
+          fieldSelector: `involvedObject.kind=Pod,involvedObject.name=${virtualName}`,
+        });
+        return events.items.find((e) => e.reason === "BackOff");
+      });
+      assert.equal(seen.type, "Warning");
+      assert.equal(seen.involvedObject.uid, twin.metadata!.annotations!["kubeocean.io/virtual-pod-uid"]);
+      assert.match(seen.message ?? "", /Back-off pulling image/);
+      assert.match(seen.message ?? "", /w1/);
+    });
+
     await t.step(
       "a twin deleted in the worker → the virtual pod fails with a reason and its ReplicaSet replaces it",
       async () => {
