@@ -1,0 +1,245 @@
+/**
+ * The shipped manifests as a user applies them: `deploy/worker/rbac.yaml` is what the renderer
+ * produces; the Dockerfile compiles with exactly the permission flags of `deno task run`; and on
+ * real clusters, `kubectl apply` of the CRDs and `deploy/manager/` and `deploy/worker/rbac.yaml`,
+ * a ClusterBinding written by hand, and the entrypoint started with those permission flags, the
+ * Deployment's own arguments and the manager ServiceAccount's identity bring the binding to Ready
+ * with its syncer rendered, then stop cleanly on SIGTERM.
+ */
+
+import assert from "node:assert/strict";
+import { parseAllDocuments } from "yaml";
+import { KubeoceanIoV1beta1Api } from "../../apis/kubeocean.io/v1beta1/mod.ts";
+import { CoreV1Api } from "../../apis/core/v1/mod.ts";
+import { AppsV1Api } from "../../apis/apps/v1/mod.ts";
+import { renderWorkerRbac } from "../../deploy/render_worker_rbac.ts";
+import { renderKubeconfig } from "../../toolkit/envtest/kubeconfig_file.ts";
+import { connect, envTest, eventually } from "../../toolkit/envtest/testing.ts";
+import { allocatePort } from "../../toolkit/envtest/ports.ts";
+
+const ROOT = new URL("../../", import.meta.url);
+const read = (path: string) => Deno.readTextFile(new URL(path, ROOT));
+
+/** The `deno run` permission flags of the `run` task in deno.json. */
+async function runTaskFlags(): Promise<string[]> {
+  const config = JSON.parse(await read("deno.json"));
+  const command: string = config.tasks.run.command;
+  return command.split(/\s+/).filter((word) => word.startsWith("--allow-"));
+}
+
+Deno.test("deploy/worker/rbac.yaml is exactly what deploy/render_worker_rbac.ts renders", async () => {
+  assert.equal(
+    await read("deploy/worker/rbac.yaml"),
+    renderWorkerRbac(),
+    "re-render with: deno run --allow-read --allow-write deploy/render_worker_rbac.ts",
+  );
+});
+
+Deno.test("the Dockerfile compiles with the permission flags of `deno task run`", async () => {
+  const dockerfile = await read("deploy/Dockerfile");
+  const compile = dockerfile.replace(/\\\n/g, " ").split("\n").find((l) => /^RUN deno compile/.test(l));
+  assert.ok(compile, "a `deno compile` step");
+  const flags = compile.split(/\s+/).filter((word) => word.startsWith("--allow-"));
+  assert.deepEqual(flags, await runTaskFlags());
+  assert.match(compile, /controllers\/main\.ts/);
+  // bind reads the CRDs next to the code at run time.
+  assert.match(compile, /--include deploy\/crds\//);
+});
+
+Deno.test("every manifest parses, names its object and belongs to Kubeocean", async () => {
+  for (const dir of ["deploy/crds/", "deploy/manager/", "deploy/worker/"]) {
+    for await (const entry of Deno.readDir(new URL(dir, ROOT))) {
+      if (!entry.name.endsWith(".yaml")) continue;
+      const docs = parseAllDocuments(await read(dir + entry.name));
+      assert.ok(docs.length > 0, `${dir}${entry.name} is empty`);
+      for (const doc of docs) {
+        assert.deepEqual(doc.errors, [], `${dir}${entry.name}`);
+        const object = doc.toJS();
+        assert.ok(
+          object.apiVersion && object.kind && object.metadata?.name,
+          `${dir}${entry.name}: ${object.kind}`,
+        );
+      }
+    }
+  }
+});
+
+envTest(
+  "deploy: kubectl apply the manifests, bind by hand, run the entrypoint as the manager ServiceAccount",
+  {
+    clusters: [
+      // Both with a control plane: the worker's token controller fills the syncer's token Secret.
+      { name: "computing", nodes: 1 },
+      { name: "worker", nodes: 1 },
+    ],
+  },
+  async (env, t) => {
+    const computing = env.cluster("computing");
+    const worker = env.cluster("worker");
+    const kubectl = async (cluster: typeof computing, args: string[], stdin?: string) => {
+      const result = await cluster.kubectl(args, { stdin, check: false });
+      assert.equal(result.code, 0, `kubectl ${args.join(" ")}: ${result.stderr}`);
+      return result.stdout;
+    };
+    const dir = await Deno.makeTempDir({ prefix: "kubeocean-deploy-test-" });
+    let manager: Deno.ChildProcess | undefined;
+    try {
+      await t.step("kubectl apply: CRDs and deploy/manager in the computing cluster", async () => {
+        await kubectl(computing, ["apply", "--server-side", "-f", new URL("deploy/crds/", ROOT).pathname]);
+        for (const file of ["namespace", "rbac", "service", "deployment"]) {
+          await kubectl(computing, ["apply", "-f", new URL(`deploy/manager/${file}.yaml`, ROOT).pathname]);
+        }
+        await kubectl(computing, ["get", "clusterrole", "kubeocean:manager", "kubeocean:computing-syncer"]);
+      });
+
+      let workerKubeconfig = "";
+      await t.step("kubectl apply: CRDs and deploy/worker/rbac.yaml in the worker; its token", async () => {
+        await kubectl(worker, ["apply", "--server-side", "-f", new URL("deploy/crds/", ROOT).pathname]);
+        await kubectl(worker, ["apply", "-f", new URL("deploy/worker/rbac.yaml", ROOT).pathname]);
+        const token = await eventually("the syncer token Secret filled", async () => {
+          const out = await worker.kubectl([
+            "get",
+            "secret",
+            "-n",
+            "kubeocean-worker",
+            "kubeocean-syncer-token",
+            "-o",
+            "jsonpath={.data.token}",
+          ], { check: false });
+          return out.code === 0 && out.stdout ? atob(out.stdout) : undefined;
+        }, { timeoutMs: 60_000 });
+        workerKubeconfig = JSON.stringify({
+          apiVersion: "v1",
+          kind: "Config",
+          "current-context": "worker",
+          clusters: [{
+            name: "worker",
+            cluster: { server: worker.server, "certificate-authority-data": btoa(worker.pki.ca.certPem) },
+          }],
+          users: [{ name: "kubeocean-syncer", user: { token } }],
+          contexts: [{ name: "worker", context: { cluster: "worker", user: "kubeocean-syncer" } }],
+        });
+      });
+
+      await t.step("a ClusterBinding and its kubeconfig Secret written by hand", async () => {
+        await kubectl(computing, [
+          "create",
+          "secret",
+          "generic",
+          "worker-kubeconfig",
+          "-n",
+          "kubeocean-system",
+          "--from-literal=kubeconfig=" + workerKubeconfig,
+        ]);
+        await kubectl(
+          computing,
+          ["apply", "-f", "-"],
+          `
+apiVersion: kubeocean.io/v1beta1
+kind: ClusterBinding
+metadata:
+  name: worker
+spec:
+  clusterID: w1
+  mountNamespace: kubeocean-worker
+  secretRef: { name: worker-kubeconfig, namespace: kubeocean-system }
+`,
+        );
+      });
+
+      await t.step(
+        "the entrypoint with the run task's permission flags, the Deployment's arguments and the ServiceAccount's identity: Ready",
+        async () => {
+          const deployment = parseAllDocuments(await read("deploy/manager/deployment.yaml"))
+            .map((d) => d.toJS())
+            .find((o) => o.kind === "Deployment");
+          const container = deployment.spec.template.spec.containers[0];
+          // The manager's identity, as its ServiceAccount token would give it.
+          const identity = await computing.addUser(
+            "system:serviceaccount:kubeocean-system:kubeocean-manager",
+            [
+              "system:serviceaccounts",
+              "system:serviceaccounts:kubeocean-system",
+            ],
+          );
+          const kubeconfig = `${dir}/manager.kubeconfig`;
+          await Deno.writeTextFile(
+            kubeconfig,
+            renderKubeconfig([{
+              name: "computing",
+              server: computing.server,
+              caPem: computing.pki.ca.certPem,
+              certPem: identity.keyPair.certPem,
+              keyPem: identity.keyPair.keyPem,
+              user: "kubeocean-manager",
+            }]),
+          );
+          const health = allocatePort();
+          manager = new Deno.Command(Deno.execPath(), {
+            args: [
+              "run",
+              ...await runTaskFlags(),
+              new URL("controllers/main.ts", ROOT).pathname,
+              ...container.args,
+              // Only what a pod gets from its environment differs: credentials and free ports.
+              `--kubeconfig=${kubeconfig}`,
+              "--metrics-bind-address=127.0.0.1:0",
+              `--health-probe-bind-address=127.0.0.1:${health}`,
+            ],
+            env: { POD_NAMESPACE: "kubeocean-system", POD_NAME: "kubeocean-manager-test" },
+            stdout: "piped",
+            stderr: "piped",
+          }).spawn();
+          const bindings = new KubeoceanIoV1beta1Api(await connect(computing)).clusterbindings();
+          await eventually("binding Ready", async () => {
+            const binding = await bindings.get("worker");
+            return binding.status?.phase === "Ready";
+          }, { timeoutMs: 90_000 });
+          const admin = await connect(computing);
+          const rendered = await new AppsV1Api(admin).deployments("kubeocean-system").list({
+            labelSelector: "kubeocean.io/cluster-binding=worker",
+          });
+          assert.ok(
+            rendered.items.some((d) => d.metadata?.name?.includes("syncer")),
+            "syncer Deployment rendered",
+          );
+          const crb = await kubectl(computing, [
+            "get",
+            "clusterrolebinding",
+            "kubeocean:syncer:w1",
+            "-o",
+            "name",
+          ]);
+          assert.match(crb, /kubeocean:syncer:w1/);
+          const ready = await fetch(`http://127.0.0.1:${health}/readyz`);
+          assert.equal(ready.status, 200, await ready.text());
+          const events = await new CoreV1Api(admin).events("default").list({
+            fieldSelector: "involvedObject.kind=ClusterBinding,involvedObject.name=worker",
+          });
+          assert.ok(events.items.length > 0, "the manager records Events about the binding");
+          admin.close();
+        },
+      );
+
+      await t.step("SIGTERM: the manager stops cleanly (exit 0)", async () => {
+        manager!.kill("SIGTERM");
+        const [status, stderr] = await Promise.all([
+          manager!.status,
+          new Response(manager!.stderr).text(),
+          new Response(manager!.stdout).text(),
+        ]);
+        manager = undefined;
+        assert.equal(status.code, 0, stderr.slice(-2000));
+        assert.doesNotMatch(stderr, /NotCapable|Requires .* access|PermissionDenied/);
+      });
+    } finally {
+      if (manager) {
+        manager.kill("SIGKILL");
+        await manager.status;
+        await manager.stdout.cancel().catch(() => {});
+        await manager.stderr.cancel().catch(() => {});
+      }
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    }
+  },
+);
