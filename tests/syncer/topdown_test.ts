@@ -194,40 +194,43 @@ envTest("syncer top-down: pods and dependencies flow to two workers, status flow
       });
     });
 
-    await t.step("an Event about a twin in the worker shows on its virtual pod (kubectl describe)", async () => {
-      const twin = (await twinsOf(workers[0]))[0];
-      const virtualName = twin.metadata!.annotations!["kubeocean.io/virtual-pod-name"];
-      const now = new Date().toISOString();
-      // What a kubelet would report, e.g. a failing image pull.
-      await new CoreV1Api(workers[0]).events(NS).create({
-        metadata: { generateName: "twin-event-" },
-        involvedObject: {
-          apiVersion: "v1",
-          kind: "Pod",
-          namespace: NS,
-          name: twin.metadata!.name!,
-          uid: twin.metadata!.uid!,
-          fieldPath: "spec.containers{app}",
-        },
-        reason: "BackOff",
-        message: "Back-off pulling image registry.example/app:1",
-        type: "Warning",
-        source: { component: "kubelet" },
-        firstTimestamp: now,
-        lastTimestamp: now,
-        count: 1,
-      });
-      const seen = await eventually("the Event on the virtual pod", async () => {
-        const events = await vcore.events("default").list({
-          fieldSelector: `involvedObject.kind=Pod,involvedObject.name=${virtualName}`,
+    await t.step(
+      "an Event about a twin in the worker shows on its virtual pod (kubectl describe)",
+      async () => {
+        const twin = (await twinsOf(workers[0]))[0];
+        const virtualName = twin.metadata!.annotations!["kubeocean.io/virtual-pod-name"];
+        const now = new Date().toISOString();
+        // What a kubelet would report, e.g. a failing image pull.
+        await new CoreV1Api(workers[0]).events(NS).create({
+          metadata: { generateName: "twin-event-" },
+          involvedObject: {
+            apiVersion: "v1",
+            kind: "Pod",
+            namespace: NS,
+            name: twin.metadata!.name!,
+            uid: twin.metadata!.uid!,
+            fieldPath: "spec.containers{app}",
+          },
+          reason: "BackOff",
+          message: "Back-off pulling image registry.example/app:1",
+          type: "Warning",
+          source: { component: "kubelet" },
+          firstTimestamp: now,
+          lastTimestamp: now,
+          count: 1,
         });
-        return events.items.find((e) => e.reason === "BackOff");
-      });
-      assert.equal(seen.type, "Warning");
-      assert.equal(seen.involvedObject.uid, twin.metadata!.annotations!["kubeocean.io/virtual-pod-uid"]);
-      assert.match(seen.message ?? "", /Back-off pulling image/);
-      assert.match(seen.message ?? "", /w1/);
-    });
+        const seen = await eventually("the Event on the virtual pod", async () => {
+          const events = await vcore.events("default").list({
+            fieldSelector: `involvedObject.kind=Pod,involvedObject.name=${virtualName}`,
+          });
+          return events.items.find((e) => e.reason === "BackOff");
+        });
+        assert.equal(seen.type, "Warning");
+        assert.equal(seen.involvedObject.uid, twin.metadata!.annotations!["kubeocean.io/virtual-pod-uid"]);
+        assert.match(seen.message ?? "", /Back-off pulling image/);
+        assert.match(seen.message ?? "", /w1/);
+      },
+    );
 
     await t.step(
       "a twin deleted in the worker → the virtual pod fails with a reason and its ReplicaSet replaces it",
@@ -367,43 +370,102 @@ envTest("syncer top-down: pods and dependencies flow to two workers, status flow
       },
     );
 
-    await t.step("the drift audit removes an orphan twin and leaves a non-Kubeocean pod alone", async () => {
-      const wcore = new CoreV1Api(workers[0]);
-      const orphan = await wcore.pods(NS).create({
-        metadata: {
-          name: "default-gone-0123456789ab",
-          labels: { "kubeocean.io/managed-by": "kubeocean", "kubeocean.io/cluster-binding": "worker1" },
-          annotations: {
-            "kubeocean.io/virtual-pod-namespace": "default",
-            "kubeocean.io/virtual-pod-name": "gone",
-            "kubeocean.io/virtual-pod-uid": crypto.randomUUID(),
+    await t.step(
+      "a pod with a PersistentVolumeClaim stays Pending with a Warning naming the claim",
+      async () => {
+        const pod = await vcore.pods("default").create({
+          metadata: { name: "with-claim" },
+          spec: {
+            nodeName: virtualNodeName("w1", "worker1-node-1"),
+            tolerations: [{ operator: "Exists" }],
+            containers: [{
+              name: "c",
+              image: "registry.example/app:1",
+              volumeMounts: [{ name: "data", mountPath: "/data" }],
+            }],
+            volumes: [{ name: "data", persistentVolumeClaim: { claimName: "data-claim" } }],
           },
-        },
-        spec: { nodeName: "worker1-node-2", containers: [{ name: "c", image: "registry.example/app:1" }] },
-      });
-      await wcore.pods(NS).create({
-        metadata: { name: "not-ours" },
-        spec: { nodeName: "worker1-node-2", containers: [{ name: "c", image: "registry.example/app:1" }] },
-      });
-      await eventually(
-        "the syncer's cache sees both",
-        () =>
-          syncers[0]!.ctx.physicalPodInformer.store.get(`${NS}/not-ours`) &&
-          syncers[0]!.ctx.physicalPodInformer.store.get(`${NS}/${orphan.metadata!.name}`),
-      );
-      const removed = await syncers[0]!.topDown!.audit();
-      assert.ok(removed >= 1);
-      await eventually("orphan gone", async () => {
-        try {
-          const p = await wcore.pods(NS).get(orphan.metadata!.name!);
-          return !!p.metadata?.deletionTimestamp;
-        } catch (err) {
-          return isNotFound(err);
-        }
-      });
-      const kept = await wcore.pods(NS).get("not-ours");
-      assert.equal(kept.metadata!.deletionTimestamp, undefined);
-    });
+        });
+        const event = await eventually("VolumeNotSupported Event", async () => {
+          const events = await vcore.events("default").list({
+            fieldSelector: "involvedObject.kind=Pod,involvedObject.name=with-claim",
+          });
+          return events.items.find((e) => e.reason === "VolumeNotSupported");
+        });
+        assert.equal(event.type, "Warning");
+        assert.match(event.message ?? "", /data-claim/);
+        const twins = (await twinsOf(workers[0])).filter((p) =>
+          p.metadata!.annotations!["kubeocean.io/virtual-pod-uid"] === pod.metadata!.uid
+        );
+        assert.equal(twins.length, 0, "no twin without its volume");
+        assert.equal((await vcore.pods("default").get("with-claim")).status?.phase, "Pending");
+        await vcore.pods("default").delete("with-claim", { gracePeriodSeconds: 0 });
+        await eventually("deleted", async () => {
+          try {
+            await vcore.pods("default").get("with-claim");
+            return false;
+          } catch (err) {
+            return isNotFound(err);
+          }
+        });
+      },
+    );
+
+    await t.step(
+      "orphan twins removed (at once, and by the drift audit); a non-Kubeocean pod untouched",
+      async () => {
+        const wcore = new CoreV1Api(workers[0]);
+        const labels = { "kubeocean.io/managed-by": "kubeocean", "kubeocean.io/cluster-binding": "worker1" };
+        const spec = {
+          nodeName: "worker1-node-2",
+          containers: [{ name: "c", image: "registry.example/app:1" }],
+        };
+        // Its virtual pod default/gone does not exist: the pod controller removes it at once.
+        const orphan = await wcore.pods(NS).create({
+          metadata: {
+            name: "default-gone-0123456789ab",
+            labels,
+            annotations: {
+              "kubeocean.io/virtual-pod-namespace": "default",
+              "kubeocean.io/virtual-pod-name": "gone",
+              "kubeocean.io/virtual-pod-uid": crypto.randomUUID(),
+            },
+          },
+          spec,
+        });
+        // Only the UID says whose it is (nothing maps it to a virtual pod): only the audit finds it.
+        const uidOnly = await wcore.pods(NS).create({
+          metadata: {
+            name: "default-lost-0123456789ab",
+            labels,
+            annotations: { "kubeocean.io/virtual-pod-uid": crypto.randomUUID() },
+          },
+          spec,
+        });
+        await wcore.pods(NS).create({ metadata: { name: "not-ours" }, spec });
+        const gone = (name: string) => async () => {
+          try {
+            const p = await wcore.pods(NS).get(name);
+            return !!p.metadata?.deletionTimestamp;
+          } catch (err) {
+            return isNotFound(err);
+          }
+        };
+        await eventually("the orphan of a missing virtual pod gone", gone(orphan.metadata!.name!));
+        await eventually(
+          "the syncer's cache sees the others",
+          () =>
+            syncers[0]!.ctx.physicalPodInformer.store.get(`${NS}/not-ours`) &&
+            syncers[0]!.ctx.physicalPodInformer.store.get(`${NS}/${uidOnly.metadata!.name}`),
+        );
+        assert.ok(await gone(uidOnly.metadata!.name!)() === false, "the controller left it to the audit");
+        const removed = await syncers[0]!.topDown!.audit();
+        assert.ok(removed >= 1);
+        await eventually("the audit removed it", gone(uidOnly.metadata!.name!));
+        const kept = await wcore.pods(NS).get("not-ours");
+        assert.equal(kept.metadata!.deletionTimestamp, undefined);
+      },
+    );
 
     await t.step(
       "syncers killed during a burst of 300 pods and restarted → no duplicates, no orphans, all Running",

@@ -153,6 +153,7 @@ export function podController(ctx: SyncerContext, deps: Dependencies): Controlle
         }
         await completeDeletion(pod);
         runningSeen.delete(key);
+        warned.delete(key);
         lastWrite.delete(pod.metadata!.uid!);
         return Action.done();
       }
@@ -190,6 +191,23 @@ export function podController(ctx: SyncerContext, deps: Dependencies): Controlle
               action: "CreateWorkerPod",
               note:
                 `DaemonSet pods run on virtual nodes only with annotation ${ANNOTATION_RUNNING_DAEMONSET}=true (or the binding's runningDaemonsetByDefault)`,
+            });
+          }
+          return Action.done();
+        }
+        const claims = (pod.spec?.volumes ?? []).filter((v) => v.persistentVolumeClaim);
+        if (claims.length > 0) {
+          // Running it without its data would be worse than not running it: it stays Pending.
+          if (!warned.has(key)) {
+            warned.add(key);
+            await ctx.recorder.publish({
+              regarding: pod,
+              type: "Warning",
+              reason: "VolumeNotSupported",
+              action: "CreateWorkerPod",
+              note: `persistentVolumeClaim volumes (${
+                claims.map((v) => v.persistentVolumeClaim!.claimName).join(", ")
+              }) are not carried to worker clusters yet; the pod stays Pending`,
             });
           }
           return Action.done();

@@ -152,6 +152,7 @@ export function buildTwin(pod: Pod, ctx: TwinContext): TwinResult {
     }
     for (const item of v.downwardAPI?.items ?? []) rewriteFieldRef(item.fieldRef);
     if (v.persistentVolumeClaim) {
+      // The pod controller keeps such pods Pending; this only guards other callers.
       dropped.push(`persistentVolumeClaim volume ${v.name} (claims are not mirrored yet)`);
     }
     if (v.ephemeral) dropped.push(`ephemeral volume ${v.name}`);
