@@ -86,7 +86,7 @@ export function nodeController(
 
   const controller: Controller<Node> = new ControllerBuilder(ctx.physicalNodes, {
     name: `vnodes/${bindingName}`,
-    concurrency: 4,
+    concurrency: 64,
     logger: ctx.log,
     metrics: ctx.runtimeMetrics,
     informers: (t) => ctx.informersFor(t),
@@ -195,6 +195,8 @@ export function nodeController(
         kind: "Node",
         metadata: { name: vname, labels: merged.labels, annotations: merged.annotations },
         spec: { taints: merged.taints, unschedulable },
+        // Nodes keep their status on create (as a kubelet registers): Ready in one write.
+        status: desiredStatus(physical, leased, vname),
       });
       ctx.log.info("virtual node created", {
         vnode: vname,
