@@ -13,7 +13,7 @@
 
 import { parseArgs } from "node:util";
 import type { KubeObject } from "../../toolkit/client/resource.ts";
-import { Environment } from "../../toolkit/envtest/environment.ts";
+import { startEnvironment } from "./support.ts";
 import { connect } from "../../toolkit/envtest/testing.ts";
 
 interface Measurement {
@@ -100,7 +100,7 @@ export async function benchInformer(args: string[]): Promise<void> {
   const objects = Number(values.objects);
   const updates = Number(values.updates);
   const log = (line: string) => console.error(`[bench] ${line}`);
-  const env = await Environment.start({
+  const env = await startEnvironment({
     clusters: [{ name: "bench", apiserverArgs: ["--max-requests-inflight=1000"] }],
     log,
   });

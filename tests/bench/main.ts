@@ -22,3 +22,4 @@ if (!bench) {
   Deno.exit(2);
 }
 await bench(rest);
+Deno.exit(0); // signal listeners (cleanup on Ctrl-C) would otherwise keep the process alive

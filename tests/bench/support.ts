@@ -7,6 +7,36 @@
 
 import { bind } from "../../controllers/bind/bind.ts";
 import type { KubeClient } from "../../toolkit/client/client.ts";
+import { Environment, type EnvironmentOptions } from "../../toolkit/envtest/environment.ts";
+import { allocatePort } from "../../toolkit/envtest/ports.ts";
+
+const cleanups: (() => Promise<void>)[] = [];
+let listening = false;
+
+/**
+ * Runs `cleanup` when the benchmark is interrupted (Ctrl-C, SIGTERM): the latest registered runs
+ * first, then the process exits. Without this an interrupted run would leave its clusters running.
+ */
+export function cleanUpOnInterrupt(cleanup: () => Promise<void>): void {
+  if (!listening) {
+    listening = true;
+    for (const signal of ["SIGINT", "SIGTERM"] as const) {
+      Deno.addSignalListener(signal, async () => {
+        console.error(`\n${signal}: stopping everything this benchmark started …`);
+        for (const run of cleanups.splice(0).reverse()) await run().catch(() => {});
+        Deno.exit(signal === "SIGINT" ? 130 : 143);
+      });
+    }
+  }
+  cleanups.push(cleanup);
+}
+
+/** Starts an environment that is stopped even when the benchmark is interrupted. */
+export async function startEnvironment(options: EnvironmentOptions): Promise<Environment> {
+  const env = await Environment.start(options);
+  cleanUpOnInterrupt(() => env.stop());
+  return env;
+}
 
 /** Binds `worker` as `name` without waiting for a manager (the benchmark runs the syncer itself). */
 export async function bindForBench(computing: KubeClient, worker: KubeClient, name: string): Promise<void> {
@@ -25,6 +55,9 @@ export async function bindForBench(computing: KubeClient, worker: KubeClient, na
 export class SyncerProcess {
   readonly #child: Deno.ChildProcess;
 
+  /** Port of its health endpoints (`/readyz` turns 200 once every cache has synced). */
+  readonly healthPort: number = allocatePort();
+
   constructor(kubeconfig: string, name: string, extraArgs: string[] = []) {
     const main = new URL("../../controllers/main.ts", import.meta.url).pathname;
     this.#child = new Deno.Command(Deno.execPath(), {
@@ -40,7 +73,7 @@ export class SyncerProcess {
         "--metrics-bind-address",
         "0",
         "--health-probe-bind-address",
-        "0",
+        `127.0.0.1:${this.healthPort}`,
         "--log-level",
         "error",
         ...extraArgs,
@@ -48,6 +81,21 @@ export class SyncerProcess {
       stdout: "null",
       stderr: "inherit",
     }).spawn();
+    cleanUpOnInterrupt(() => this.stop());
+  }
+
+  /** Resolves once the syncer's caches have synced (its `/readyz` answers 200). */
+  async ready(timeoutMs = 60_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      const ok = await fetch(`http://127.0.0.1:${this.healthPort}/readyz`).then(
+        async (r) => (await r.body?.cancel(), r.ok),
+        () => false,
+      );
+      if (ok) return;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new Error(`syncer not ready within ${timeoutMs} ms`);
   }
 
   /** Resident set size in MiB, from /proc. */
@@ -55,6 +103,13 @@ export class SyncerProcess {
     const status = await Deno.readTextFile(`/proc/${this.#child.pid}/status`);
     const kb = Number(status.match(/^VmRSS:\s+(\d+)/m)?.[1] ?? "0");
     return kb / 1024;
+  }
+
+  /** CPU time (user + system) used so far, in seconds, from /proc (clock ticks of 1/100 s). */
+  async cpuSeconds(): Promise<number> {
+    const stat = await Deno.readTextFile(`/proc/${this.#child.pid}/stat`);
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(fields[11]) + Number(fields[12])) / 100;
   }
 
   async stop(): Promise<void> {
@@ -65,6 +120,23 @@ export class SyncerProcess {
     }
     await this.#child.status;
   }
+}
+
+/** Busy and total CPU time of the whole machine so far (clock ticks, from /proc/stat). */
+export async function machineCpu(): Promise<{ busy: number; total: number }> {
+  const line = (await Deno.readTextFile("/proc/stat")).split("\n")[0];
+  const ticks = line.trim().split(/\s+/).slice(1).map(Number);
+  const total = ticks.reduce((a, b) => a + b, 0);
+  const idle = ticks[3] + (ticks[4] ?? 0); // idle + iowait
+  return { busy: total - idle, total };
+}
+
+/** Share (0–1) of the machine's CPU used between two {@linkcode machineCpu} readings. */
+export function busyShare(
+  from: { busy: number; total: number },
+  to: { busy: number; total: number },
+): number {
+  return (to.busy - from.busy) / Math.max(1, to.total - from.total);
 }
 
 /** Percentile (0–100) of `values` in ms, nearest rank. */

@@ -15,9 +15,15 @@ import { CoreV1Api } from "../../apis/core/v1/mod.ts";
 import { AppsV1Api } from "../../apis/apps/v1/mod.ts";
 import { KubeoceanIoV1beta1Api } from "../../apis/kubeocean.io/v1beta1/mod.ts";
 import type { KubeClient } from "../../toolkit/client/client.ts";
-import { Environment } from "../../toolkit/envtest/environment.ts";
 import { connect, eventually } from "../../toolkit/envtest/testing.ts";
-import { bindForBench, percentile, SyncerProcess } from "./support.ts";
+import {
+  bindForBench,
+  busyShare,
+  machineCpu,
+  percentile,
+  startEnvironment,
+  SyncerProcess,
+} from "./support.ts";
 
 function deployment(name: string, replicas: number, onVirtualNodes: boolean) {
   return {
@@ -53,7 +59,11 @@ function deployment(name: string, replicas: number, onVirtualNodes: boolean) {
   };
 }
 
-/** Watches pods of `namespace` and calls `on` with each event's arrival time. */
+/**
+ * Watches pods of `namespace` and calls `on` with each event's arrival time. The API server may
+ * end a watch at any time (a slow reader under load, a timeout): it is resumed from the last
+ * resourceVersion seen, so no event is lost.
+ */
 function observePods(
   client: KubeClient,
   namespace: string,
@@ -62,23 +72,29 @@ function observePods(
 ): Promise<void> {
   return (async () => {
     const pods = new CoreV1Api(client).pods(namespace);
-    const list = await pods.list({ limit: 1 });
-    for await (const event of pods.watch({ resourceVersion: list.metadata?.resourceVersion, signal })) {
-      if (event.type === "ADDED" || event.type === "MODIFIED" || event.type === "DELETED") {
-        on(event.type, event.object as Pod, performance.now());
+    let resourceVersion = (await pods.list({ limit: 1 })).metadata?.resourceVersion;
+    while (!signal.aborted) {
+      for await (const event of pods.watch({ resourceVersion, signal })) {
+        resourceVersion = event.object.metadata?.resourceVersion ?? resourceVersion;
+        if (event.type !== "BOOKMARK") on(event.type, event.object as Pod, performance.now());
       }
     }
-  })().catch(() => {});
+  })().catch((err) => {
+    if (!signal.aborted) console.error(`  watch of pods in ${namespace} failed: ${err}`);
+  });
 }
 
-/** Runs `deploy`, resolves when `replicas` pods of the namespace are Running; returns elapsed ms. */
+/**
+ * Runs `deploy`, resolves when `replicas` pods of the namespace are Running; returns the elapsed
+ * ms and the machine's CPU share used meanwhile (every cluster runs on this machine).
+ */
 async function timeUntilRunning(
   client: KubeClient,
   namespace: string,
   replicas: number,
   deploy: () => Promise<unknown>,
   on: (type: string, pod: Pod, at: number) => void = () => {},
-): Promise<number> {
+): Promise<{ ms: number; busy: number }> {
   const running = new Set<string>();
   const done = Promise.withResolvers<void>();
   const stop = new AbortController();
@@ -88,13 +104,20 @@ async function timeUntilRunning(
     if (running.size >= replicas) done.resolve();
   });
   await new Promise((r) => setTimeout(r, 200)); // the watch is open before the clock starts
+  const cpu0 = await machineCpu();
   const t0 = performance.now();
   await deploy();
+  const progress = setInterval(
+    () => console.log(`    ${namespace}: ${running.size}/${replicas} Running`),
+    5000,
+  );
   await done.promise;
+  clearInterval(progress);
   const elapsed = performance.now() - t0;
+  const busy = busyShare(cpu0, await machineCpu());
   stop.abort();
   await watching;
-  return elapsed;
+  return { ms: elapsed, busy };
 }
 
 /** Runs the benchmark. */
@@ -108,7 +131,7 @@ export async function benchSync(args: string[]): Promise<void> {
   console.log(
     `bench sync: ${replicas} pods on ${nodeCount} kwok nodes; baseline: the same Deployment in the worker`,
   );
-  const env = await Environment.start({
+  const env = await startEnvironment({
     clusters: [
       { name: "computing", controlPlane: true },
       {
@@ -129,7 +152,11 @@ export async function benchSync(args: string[]): Promise<void> {
       metadata: { name: "all" },
       spec: { cluster: "bench" },
     });
-    syncer = new SyncerProcess(env.cluster("computing").kubeconfig, "bench");
+    syncer = new SyncerProcess(
+      env.cluster("computing").kubeconfig,
+      "bench",
+      (Deno.env.get("BENCH_SYNCER_ARGS") ?? "").split(" ").filter(Boolean),
+    );
     await eventually("virtual nodes Ready", async () => {
       const list = await new CoreV1Api(computing).nodes().list({
         labelSelector: "kubeocean.io/cluster-binding=bench",
@@ -140,14 +167,19 @@ export async function benchSync(args: string[]): Promise<void> {
 
     // Baseline: straight into the worker.
     await new CoreV1Api(worker).namespaces().create({ metadata: { name: "direct" } });
-    const baselineMs = await timeUntilRunning(
+    const baseline = await timeUntilRunning(
       worker,
       "direct",
       replicas,
       () =>
         new AppsV1Api(worker).deployments("direct").create(deployment("direct", replicas, false) as never),
     );
-    console.log(`  baseline: ${replicas} pods Running in the worker in ${(baselineMs / 1000).toFixed(2)} s`);
+    const baselineMs = baseline.ms;
+    console.log(
+      `  baseline: ${replicas} pods Running in the worker in ${
+        (baselineMs / 1000).toFixed(2)
+      } s, machine CPU ${(baseline.busy * 100).toFixed(0)} % busy`,
+    );
     await new AppsV1Api(worker).deployments("direct").delete("direct", { propagationPolicy: "Foreground" });
     await new CoreV1Api(worker).pods("direct").deleteCollection({ gracePeriodSeconds: 0 });
     await eventually(
@@ -168,7 +200,8 @@ export async function benchSync(args: string[]): Promise<void> {
       if (!twinCreated.has(uid)) twinCreated.set(uid, at);
       if (twin.status?.phase === "Running" && !twinRunning.has(uid)) twinRunning.set(uid, at);
     });
-    const syncedMs = await timeUntilRunning(
+    const cpuBefore = await syncer.cpuSeconds();
+    const synced = await timeUntilRunning(
       computing,
       "default",
       replicas,
@@ -183,9 +216,13 @@ export async function benchSync(args: string[]): Promise<void> {
     );
     twinStop.abort();
     await twinWatch;
+    const syncedMs = synced.ms;
     const rss = await syncer.rssMiB();
+    const cpu = await syncer.cpuSeconds() - cpuBefore;
     console.log(
-      `  kubeocean: ${replicas} pods Running in the computing cluster in ${(syncedMs / 1000).toFixed(2)} s`,
+      `  kubeocean: ${replicas} pods Running in the computing cluster in ${
+        (syncedMs / 1000).toFixed(2)
+      } s, machine CPU ${(synced.busy * 100).toFixed(0)} % busy`,
     );
     const create = [...twinCreated].filter(([uid]) => bound.has(uid)).map(([uid, at]) =>
       at - bound.get(uid)!
@@ -197,7 +234,7 @@ export async function benchSync(args: string[]): Promise<void> {
       `p50 ${percentile(xs, 50).toFixed(0)} ms, p99 ${percentile(xs, 99).toFixed(0)} ms (n=${xs.length})`;
     console.log(`  hop bound → twin created:   ${fmt(create)}`);
     console.log(`  hop twin Running → Running: ${fmt(status)}`);
-    console.log(`  syncer RSS ${rss.toFixed(0)} MiB`);
+    console.log(`  syncer RSS ${rss.toFixed(0)} MiB, CPU ${cpu.toFixed(1)} s while syncing`);
     const ratio = syncedMs / baselineMs;
     console.log(
       `sync: ratio ${ratio.toFixed(2)}, create p99 ${percentile(create, 99).toFixed(0)} ms, status p99 ${
