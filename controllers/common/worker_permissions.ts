@@ -60,9 +60,10 @@ export const WORKER_PERMISSIONS: readonly Permission[] = [
   {
     group: "",
     resource: "persistentvolumes",
-    verbs: ["get", "list", "watch"],
+    verbs: ["get", "list", "watch", "create", "delete"],
     scope: "cluster",
-    reason: "bound volumes of mirrored claims",
+    reason:
+      "a mirrored claim binds to a volume, which is cluster-scoped: the syncer creates copies (reclaim Retain, pre-bound to a claim in the mount namespace, labelled with the binding) and deletes only those",
   },
   {
     group: "kubeocean.io",

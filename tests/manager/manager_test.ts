@@ -260,7 +260,7 @@ envTest("manager: bind, failures and recovery, schema, rotation, deletion, least
     });
 
     await t.step(
-      "`kubectl auth can-i --list` as the worker ServiceAccount: no write outside the mount namespace but policy status",
+      "`kubectl auth can-i --list` as the worker ServiceAccount: no write outside the mount namespace but policy status and volume copies",
       async () => {
         const as = ["--as", "system:serviceaccount:kubeocean-worker:kubeocean-syncer"];
         const outside = await env.cluster("worker").kubectl([
@@ -278,6 +278,7 @@ envTest("manager: bind, failures and recovery, schema, rotation, deletion, least
         }).map((line) => line.trim().split(/\s+/)[0]);
         const allowed = new Set([
           "resourceleasingpolicies.kubeocean.io/status", // documented: policy status
+          "persistentvolumes", // documented: copies of the volumes of mirrored claims (cluster-scoped)
           "selfsubjectreviews.authentication.k8s.io", // every authenticated user
           "selfsubjectaccessreviews.authorization.k8s.io",
           "selfsubjectrulesreviews.authorization.k8s.io",

@@ -371,10 +371,34 @@ envTest("syncer top-down: pods and dependencies flow to two workers, status flow
     );
 
     await t.step(
-      "a pod with a PersistentVolumeClaim stays Pending with a Warning naming the claim",
+      "a bound claim and its volume mirrored (Retain, pre-bound); an unbound claim keeps its pod Pending with a reason; unused copies removed",
       async () => {
-        const pod = await vcore.pods("default").create({
-          metadata: { name: "with-claim" },
+        const wcore = new CoreV1Api(workers[0]);
+        await vcore.persistentvolumes().create({
+          metadata: { name: "data-pv" },
+          spec: {
+            capacity: { storage: "1Gi" },
+            accessModes: ["ReadWriteOnce"],
+            persistentVolumeReclaimPolicy: "Delete",
+            storageClassName: "manual",
+            hostPath: { path: "/tmp/kubeocean-test-data" },
+          },
+        });
+        await vcore.persistentvolumeclaims("default").create({
+          metadata: { name: "data" },
+          spec: {
+            accessModes: ["ReadWriteOnce"],
+            resources: { requests: { storage: "1Gi" } },
+            storageClassName: "manual",
+            volumeName: "data-pv",
+          },
+        });
+        await eventually(
+          "the claim Bound in the computing cluster",
+          async () => (await vcore.persistentvolumeclaims("default").get("data")).status?.phase === "Bound",
+        );
+        const withClaim = (name: string, claimName: string): Pod => ({
+          metadata: { name },
           spec: {
             nodeName: virtualNodeName("w1", "worker1-node-1"),
             tolerations: [{ operator: "Exists" }],
@@ -383,31 +407,74 @@ envTest("syncer top-down: pods and dependencies flow to two workers, status flow
               image: "registry.example/app:1",
               volumeMounts: [{ name: "data", mountPath: "/data" }],
             }],
-            volumes: [{ name: "data", persistentVolumeClaim: { claimName: "data-claim" } }],
+            volumes: [{ name: "data", persistentVolumeClaim: { claimName } }],
           },
         });
-        const event = await eventually("VolumeNotSupported Event", async () => {
-          const events = await vcore.events("default").list({
-            fieldSelector: "involvedObject.kind=Pod,involvedObject.name=with-claim",
-          });
-          return events.items.find((e) => e.reason === "VolumeNotSupported");
-        });
-        assert.equal(event.type, "Warning");
-        assert.match(event.message ?? "", /data-claim/);
-        const twins = (await twinsOf(workers[0])).filter((p) =>
+        const pod = await vcore.pods("default").create(withClaim("with-claim", "data"));
+        await eventually(
+          "Running",
+          async () => (await vcore.pods("default").get("with-claim")).status?.phase === "Running",
+        );
+        const [twin] = (await twinsOf(workers[0])).filter((p) =>
           p.metadata!.annotations!["kubeocean.io/virtual-pod-uid"] === pod.metadata!.uid
         );
-        assert.equal(twins.length, 0, "no twin without its volume");
-        assert.equal((await vcore.pods("default").get("with-claim")).status?.phase, "Pending");
-        await vcore.pods("default").delete("with-claim", { gracePeriodSeconds: 0 });
-        await eventually("deleted", async () => {
-          try {
-            await vcore.pods("default").get("with-claim");
-            return false;
-          } catch (err) {
-            return isNotFound(err);
-          }
+        const copyName = twin.spec!.volumes!.find((v) => v.name === "data")!.persistentVolumeClaim!.claimName;
+        assert.notEqual(copyName, "data");
+        const copy = await eventually("the claim copy Bound in the worker", async () => {
+          const c = await wcore.persistentvolumeclaims(NS).get(copyName);
+          return c.status?.phase === "Bound" ? c : undefined;
         });
+        assert.equal(copy.metadata!.annotations!["kubeocean.io/virtual-name"], "data");
+        const volume = await wcore.persistentvolumes().get(copy.spec!.volumeName!);
+        assert.equal(
+          volume.spec!.persistentVolumeReclaimPolicy,
+          "Retain",
+          "deleting the copy never touches storage",
+        );
+        assert.equal(volume.spec!.claimRef!.namespace, NS);
+        assert.equal(volume.spec!.claimRef!.name, copyName);
+        assert.equal(volume.spec!.hostPath!.path, "/tmp/kubeocean-test-data");
+        assert.equal(volume.metadata!.labels!["kubeocean.io/cluster-binding"], "worker1");
+
+        // A claim nothing binds: the pod waits, and says why.
+        await vcore.persistentvolumeclaims("default").create({
+          metadata: { name: "pending-claim" },
+          spec: {
+            accessModes: ["ReadWriteOnce"],
+            resources: { requests: { storage: "1Gi" } },
+            storageClassName: "nothing-provisions-this",
+          },
+        });
+        const waiting = await vcore.pods("default").create(withClaim("waits-for-claim", "pending-claim"));
+        const event = await eventually("WaitingForVolume Event", async () => {
+          const events = await vcore.events("default").list({
+            fieldSelector: "involvedObject.kind=Pod,involvedObject.name=waits-for-claim",
+          });
+          return events.items.find((e) => e.reason === "WaitingForVolume");
+        });
+        assert.equal(event.type, "Warning");
+        assert.match(event.message ?? "", /pending-claim/);
+        assert.equal((await vcore.pods("default").get("waits-for-claim")).status?.phase, "Pending");
+        assert.equal(
+          (await allTwins()).filter((p) =>
+            p.metadata!.annotations!["kubeocean.io/virtual-pod-uid"] === waiting.metadata!.uid
+          ).length,
+          0,
+          "no twin without its volume",
+        );
+
+        // No pod uses the claim any more: both copies go; the original claim and volume stay.
+        await vcore.pods("default").delete("with-claim", { gracePeriodSeconds: 0 });
+        await vcore.pods("default").delete("waits-for-claim", { gracePeriodSeconds: 0 });
+        const gone = (get: () => Promise<unknown>) => get().then(() => false, (err) => isNotFound(err));
+        await eventually(
+          "claim and volume copies gone",
+          async () =>
+            await gone(() => wcore.persistentvolumeclaims(NS).get(copyName)) &&
+            await gone(() => wcore.persistentvolumes().get(copy.spec!.volumeName!)),
+          { timeoutMs: 90_000 },
+        );
+        assert.equal((await vcore.persistentvolumeclaims("default").get("data")).status?.phase, "Bound");
       },
     );
 

@@ -6,12 +6,20 @@
  * held by the finalizer `kubeocean.io/finalizer-<clusterID>` while the copy exists. Copies follow
  * changes of the original, and are removed (with label and finalizer) once no twin of the binding
  * uses them. Token Secrets hold a TokenRequest token of the virtual pod's ServiceAccount (with the
- * computing cluster's CA and the namespace) and are renewed at 80 % of their lifetime.
+ * computing cluster's CA and the namespace) and are renewed at 80 % of their lifetime. Bound
+ * PersistentVolumeClaims are mirrored with their PersistentVolume (reclaim policy Retain, pre-bound,
+ * empty storage class) and the CSI Secrets it names; an unbound claim keeps the pod Pending.
  *
  * @module
  */
 
-import type { ConfigMap, Pod, Secret } from "../../../apis/core/v1/mod.ts";
+import type {
+  ConfigMap,
+  PersistentVolumeClaim,
+  PersistentVolumeSpec,
+  Pod,
+  Secret,
+} from "../../../apis/core/v1/mod.ts";
 import { isAlreadyExists, isNotFound } from "../../../toolkit/client/errors.ts";
 import type { KubeObject } from "../../../toolkit/client/resource.ts";
 import type {
@@ -32,13 +40,15 @@ import {
   syncedFinalizer,
 } from "../../common/names.ts";
 import { BY_DEPENDENCY, type SyncerContext } from "../context.ts";
-import { mirroredName, TOKEN_SECRET_PREFIX, tokenSecretName } from "./naming.ts";
+import { mirroredName, mirroredVolumeName, TOKEN_SECRET_PREFIX, tokenSecretName } from "./naming.ts";
 import { collectReferences } from "./transform.ts";
 
 export { ANNOTATION_DEPENDENCIES };
 /** Label on token Secrets. */
 export const LABEL_SA_TOKEN = "kubeocean.io/service-account-token";
 const ANNOTATION_EXPIRES = "kubeocean.io/token-expiration";
+/** Annotation on a mirrored volume: the virtual PersistentVolume it copies. */
+export const ANNOTATION_VIRTUAL_VOLUME = "kubeocean.io/virtual-volume";
 const TOKEN_SECONDS = 3600;
 
 type Kind = "ConfigMap" | "Secret";
@@ -52,6 +62,10 @@ export interface PodDependencies {
   keys: string[];
   /** A referenced object that does not exist yet (the pod waits, like a kubelet would). */
   missing?: string;
+  /** Virtual claim name → mirrored claim name. */
+  claims: Map<string, string>;
+  /** A claim that is not bound yet (the pod stays Pending until it is). */
+  unbound?: string;
 }
 
 /** Mirrors dependencies and keeps them current. */
@@ -69,6 +83,7 @@ export class Dependencies {
       this.#mirrorController("ConfigMap"),
       this.#mirrorController("Secret"),
       this.#tokenController(),
+      this.#claimController(),
     ];
   }
 
@@ -97,7 +112,12 @@ export class Dependencies {
   async ensureFor(pod: Pod): Promise<PodDependencies> {
     const ns = pod.metadata!.namespace!;
     const refs = collectReferences(pod);
-    const result: PodDependencies = { configMaps: new Map(), secrets: new Map(), keys: [] };
+    const result: PodDependencies = {
+      configMaps: new Map(),
+      secrets: new Map(),
+      claims: new Map(),
+      keys: [],
+    };
     for (const [kind, names] of [["ConfigMap", refs.configMaps], ["Secret", refs.secrets]] as const) {
       for (const name of [...names].sort()) {
         const mirrored = await this.mirror(kind, ns, name);
@@ -108,6 +128,17 @@ export class Dependencies {
         (kind === "ConfigMap" ? result.configMaps : result.secrets).set(name, mirrored);
         result.keys.push(`${kind}/${ns}/${name}`);
       }
+    }
+    const claimNames = new Set(
+      (pod.spec?.volumes ?? []).map((v) => v.persistentVolumeClaim?.claimName).filter((n): n is string =>
+        !!n
+      ),
+    );
+    for (const claimName of [...claimNames].sort()) {
+      const claim = await this.#mirrorClaim(ns, claimName, result);
+      if (!claim) continue;
+      result.claims.set(claimName, claim);
+      result.keys.push(`PersistentVolumeClaim/${ns}/${claimName}`);
     }
     const mountsToken = pod.spec?.volumes?.some((v) =>
       v.name.startsWith("kube-api-access-") && v.projected?.sources?.some((s) => s.serviceAccountToken)
@@ -220,6 +251,175 @@ export class Dependencies {
     }
     const key = `${kind}/${source.metadata!.namespace}/${source.metadata!.name}`;
     this.#copied.set(key, source.metadata!.resourceVersion ?? "");
+  }
+
+  /**
+   * Mirrors a bound virtual claim and its volume: the volume (cluster-scoped in the worker) with
+   * reclaim policy Retain, so that deleting the copy never touches the storage, pre-bound to the
+   * claim's copy in the mount namespace; CSI secrets the volume names are mirrored too. Both copies
+   * use the empty storage class, so the worker neither provisions nor re-binds them. Returns the
+   * claim copy's name, or records why the pod must wait (`missing`, `unbound`).
+   */
+  async #mirrorClaim(
+    namespace: string,
+    claimName: string,
+    result: PodDependencies,
+  ): Promise<string | undefined> {
+    const ctx = this.ctx;
+    const claim = await ctx.virtualCore.persistentvolumeclaims(namespace).get(claimName).catch((err) =>
+      isNotFound(err) ? undefined : Promise.reject(err)
+    );
+    if (!claim || claim.metadata?.deletionTimestamp) {
+      result.missing ??= `PersistentVolumeClaim ${namespace}/${claimName}`;
+      return undefined;
+    }
+    const volumeName = claim.spec?.volumeName;
+    if (claim.status?.phase !== "Bound" || !volumeName) {
+      result.unbound ??= `PersistentVolumeClaim ${namespace}/${claimName} is ${
+        claim.status?.phase ?? "Pending"
+      }, not bound to a volume yet`;
+      return undefined;
+    }
+    const volume = await ctx.virtualCore.persistentvolumes().get(volumeName).catch((err) =>
+      isNotFound(err) ? undefined : Promise.reject(err)
+    );
+    if (!volume) {
+      result.missing ??= `PersistentVolume ${volumeName} (of claim ${namespace}/${claimName})`;
+      return undefined;
+    }
+    const claimCopy = await mirroredName("PersistentVolumeClaim", namespace, claimName);
+    const volumeCopy = await mirroredVolumeName(this.#mountNamespace, volumeName);
+    const spec = structuredClone(volume.spec ?? {}) as PersistentVolumeSpec;
+    // CSI secrets: mirrored like any Secret the pod uses, and referenced in the mount namespace.
+    if (spec.csi) {
+      for (
+        const field of [
+          "nodePublishSecretRef",
+          "nodeStageSecretRef",
+          "nodeExpandSecretRef",
+          "controllerPublishSecretRef",
+          "controllerExpandSecretRef",
+        ] as const
+      ) {
+        const ref = spec.csi[field];
+        if (!ref?.name) continue;
+        const secretNamespace = ref.namespace ?? namespace;
+        const copy = await this.mirror("Secret", secretNamespace, ref.name);
+        if (!copy) {
+          result.missing ??=
+            `Secret ${secretNamespace}/${ref.name} (${field} of PersistentVolume ${volumeName})`;
+          return undefined;
+        }
+        spec.csi[field] = { name: copy, namespace: this.#mountNamespace };
+        result.keys.push(`Secret/${secretNamespace}/${ref.name}`);
+      }
+    }
+    // Local volumes pinned to a virtual node are pinned to its physical node in the worker.
+    for (const term of spec.nodeAffinity?.required?.nodeSelectorTerms ?? []) {
+      for (const expression of term.matchExpressions ?? []) {
+        if (expression.key !== "kubernetes.io/hostname") continue;
+        const prefix = `vnode-${this.#clusterID}-`;
+        expression.values = expression.values?.map((v) => v.startsWith(prefix) ? v.slice(prefix.length) : v);
+      }
+    }
+    const labels = { [LABEL_MANAGED_BY]: MANAGED_BY_VALUE, [LABEL_CLUSTER_BINDING]: ctx.config.bindingName };
+    const annotations = { [ANNOTATION_VIRTUAL_NAMESPACE]: namespace, [ANNOTATION_VIRTUAL_NAME]: claimName };
+    const volumes = ctx.physicalCore.persistentvolumes();
+    if (!(await volumes.get(volumeCopy).catch((err) => isNotFound(err) ? undefined : Promise.reject(err)))) {
+      await volumes.create({
+        metadata: {
+          name: volumeCopy,
+          labels,
+          annotations: { ...annotations, [ANNOTATION_VIRTUAL_VOLUME]: volumeName },
+        },
+        spec: {
+          ...spec,
+          storageClassName: "",
+          persistentVolumeReclaimPolicy: "Retain",
+          claimRef: {
+            apiVersion: "v1",
+            kind: "PersistentVolumeClaim",
+            namespace: this.#mountNamespace,
+            name: claimCopy,
+          },
+        },
+      }).catch((err) => isAlreadyExists(err) ? undefined : Promise.reject(err));
+    }
+    const claims = ctx.physicalCore.persistentvolumeclaims(this.#mountNamespace);
+    if (!(await claims.get(claimCopy).catch((err) => isNotFound(err) ? undefined : Promise.reject(err)))) {
+      await claims.create({
+        metadata: { name: claimCopy, labels, annotations },
+        spec: {
+          accessModes: claim.spec?.accessModes ?? volume.spec?.accessModes,
+          volumeMode: claim.spec?.volumeMode,
+          resources: {
+            requests: { storage: volume.spec?.capacity?.storage ?? claim.status?.capacity?.storage ?? "1" },
+          },
+          storageClassName: "",
+          volumeName: volumeCopy,
+        },
+      }).catch((err) => isAlreadyExists(err) ? undefined : Promise.reject(err));
+    }
+    return claimCopy;
+  }
+
+  /**
+   * Deletes a claim copy that no twin or live virtual pod of the binding uses any more, then its
+   * volume copy (Retain: the storage itself is never touched).
+   */
+  async releaseClaim(copy: PersistentVolumeClaim): Promise<void> {
+    const claims = this.ctx.physicalCore.persistentvolumeclaims(this.#mountNamespace);
+    await claims.delete(copy.metadata!.name!, { preconditions: { uid: copy.metadata!.uid } }).catch((err) =>
+      isNotFound(err) ? undefined : Promise.reject(err)
+    );
+    const volumeCopy = copy.spec?.volumeName;
+    if (!volumeCopy) return;
+    const volumes = this.ctx.physicalCore.persistentvolumes();
+    const volume = await volumes.get(volumeCopy).catch((err) =>
+      isNotFound(err) ? undefined : Promise.reject(err)
+    );
+    // Only ever a volume this binding created.
+    if (volume?.metadata?.labels?.[LABEL_CLUSTER_BINDING] !== this.ctx.config.bindingName) return;
+    await volumes.delete(volumeCopy, { preconditions: { uid: volume.metadata!.uid } }).catch((err) =>
+      isNotFound(err) ? undefined : Promise.reject(err)
+    );
+  }
+
+  /** Releases claim copies once unused (checked when twins change; young copies get a grace period). */
+  #claimController(): Controller<KubeObject> {
+    const ctx = this.ctx;
+    const client = ctx.physicalCore.persistentvolumeclaims(ctx.config.mountNamespace) as ResourceClient<
+      KubeObject
+    >;
+    const labelSelector =
+      `${LABEL_MANAGED_BY}=${MANAGED_BY_VALUE},${LABEL_CLUSTER_BINDING}=${ctx.config.bindingName}`;
+    const copies = () => ctx.physicalInformers.for(client, { labelSelector }).store;
+    return new ControllerBuilder(client, {
+      name: `claims/${ctx.config.bindingName}`,
+      logger: ctx.log,
+      metrics: ctx.runtimeMetrics,
+      labelSelector,
+      informers: (t) => ctx.informersFor(t),
+    })
+      // A twin going away may leave a claim unused (claim copies are few).
+      .watches(
+        ctx.physicalPods,
+        (twin) =>
+          (twin.spec?.volumes ?? []).some((v) => v.persistentVolumeClaim)
+            ? copies().list().map((c) => ({ namespace: c.metadata!.namespace!, name: c.metadata!.name! }))
+            : [],
+      )
+      .build(async (_ref, rc) => {
+        const copy = rc.object as PersistentVolumeClaim | undefined;
+        if (!copy || copy.metadata?.deletionTimestamp || !ctx.binding) return Action.done();
+        const ns = copy.metadata?.annotations?.[ANNOTATION_VIRTUAL_NAMESPACE];
+        const name = copy.metadata?.annotations?.[ANNOTATION_VIRTUAL_NAME];
+        if (!ns || !name || this.isUsed(`PersistentVolumeClaim/${ns}/${name}`)) return Action.done();
+        const age = Date.now() - Date.parse(copy.metadata?.creationTimestamp ?? "");
+        if (age < 30_000) return Action.requeueAfter(30_000 - age); // its twin may be on its way
+        await this.releaseClaim(copy);
+        return Action.done();
+      });
   }
 
   /** Ensures the token Secret of a virtual ServiceAccount exists and is fresh; returns its name. */

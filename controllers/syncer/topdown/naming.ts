@@ -10,6 +10,10 @@
  *   SHA-256(`kind/namespace/name`), shared by every pod of that namespace that uses it.
  * - A service-account token Secret: `kubeocean-sa-` + 16 hex digits of
  *   SHA-256(`namespace/serviceaccount`).
+ * - A mirrored PersistentVolumeClaim: like ConfigMaps and Secrets, kind `PersistentVolumeClaim`.
+ * - Its PersistentVolume (cluster-scoped in the worker): `kubeocean-pv-` + the volume's name (cut to
+ *   40) + `-` + 12 hex digits of SHA-256(`mountNamespace/name`), so bindings of one worker with
+ *   different mount namespaces never collide.
  *
  * @module
  */
@@ -30,7 +34,7 @@ export async function twinName(namespace: string, name: string, uid: string): Pr
 
 /** Name of the worker copy of a virtual ConfigMap or Secret. */
 export async function mirroredName(
-  kind: "ConfigMap" | "Secret",
+  kind: "ConfigMap" | "Secret" | "PersistentVolumeClaim",
   namespace: string,
   name: string,
 ): Promise<string> {
@@ -43,4 +47,12 @@ export const TOKEN_SECRET_PREFIX = "kubeocean-sa-";
 /** Name of the worker Secret holding a virtual ServiceAccount's token. */
 export async function tokenSecretName(namespace: string, serviceAccount: string): Promise<string> {
   return `${TOKEN_SECRET_PREFIX}${await hex(`${namespace}/${serviceAccount}`, 16)}`;
+}
+
+/** Name of the worker copy of a virtual PersistentVolume. */
+export async function mirroredVolumeName(mountNamespace: string, name: string): Promise<string> {
+  return `kubeocean-pv-${name.slice(0, 40).replace(/[-.]+$/, "")}-${await hex(
+    `${mountNamespace}/${name}`,
+    12,
+  )}`;
 }

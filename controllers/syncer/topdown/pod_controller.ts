@@ -195,23 +195,6 @@ export function podController(ctx: SyncerContext, deps: Dependencies): Controlle
           }
           return Action.done();
         }
-        const claims = (pod.spec?.volumes ?? []).filter((v) => v.persistentVolumeClaim);
-        if (claims.length > 0) {
-          // Running it without its data would be worse than not running it: it stays Pending.
-          if (!warned.has(key)) {
-            warned.add(key);
-            await ctx.recorder.publish({
-              regarding: pod,
-              type: "Warning",
-              reason: "VolumeNotSupported",
-              action: "CreateWorkerPod",
-              note: `persistentVolumeClaim volumes (${
-                claims.map((v) => v.persistentVolumeClaim!.claimName).join(", ")
-              }) are not carried to worker clusters yet; the pod stays Pending`,
-            });
-          }
-          return Action.done();
-        }
         return await createTwin(pod, name);
       }
 
@@ -241,6 +224,16 @@ export function podController(ctx: SyncerContext, deps: Dependencies): Controlle
     const physicalNode = physicalNameOf(vnode);
     if (!physicalNode) return Action.requeueAfter(1_000);
     const dependencies = await deps.ensureFor(pod);
+    if (dependencies.unbound) {
+      await ctx.recorder.publish({
+        regarding: pod,
+        type: "Warning",
+        reason: "WaitingForVolume",
+        action: "CreateWorkerPod",
+        note: `${dependencies.unbound}; the pod stays Pending until it is`,
+      });
+      return Action.requeueAfter(5_000);
+    }
     if (dependencies.missing) {
       await ctx.recorder.publish({
         regarding: pod,
@@ -261,6 +254,7 @@ export function podController(ctx: SyncerContext, deps: Dependencies): Controlle
       configMaps: dependencies.configMaps,
       secrets: dependencies.secrets,
       tokenSecret: dependencies.tokenSecret,
+      claims: dependencies.claims,
     });
     twin.metadata!.annotations![ANNOTATION_DEPENDENCIES] = dependencies.keys.join(",");
     let created: Pod;

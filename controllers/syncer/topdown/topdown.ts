@@ -106,6 +106,20 @@ export class TopDown {
         removed++;
       }
     }
+    // Mirrored claims (and their volumes) no twin uses any more.
+    const claimCopies = await ctx.physicalCore.persistentvolumeclaims(ctx.config.mountNamespace).list({
+      labelSelector: `${LABEL_MANAGED_BY}=${MANAGED_BY_VALUE},${LABEL_CLUSTER_BINDING}=${bindingName}`,
+    });
+    for (const copy of claimCopies.items) {
+      const ns = copy.metadata?.annotations?.[ANNOTATION_VIRTUAL_NAMESPACE];
+      const name = copy.metadata?.annotations?.[ANNOTATION_VIRTUAL_NAME];
+      if (!ns || !name || this.dependencies.isUsed(`PersistentVolumeClaim/${ns}/${name}`)) continue;
+      const age = Date.now() - Date.parse(copy.metadata?.creationTimestamp ?? "");
+      if (age < 60_000) continue; // its twin may be on its way
+      ctx.metrics.orphans.inc({ cluster_binding: bindingName, side: "worker" });
+      await this.dependencies.releaseClaim(copy);
+      removed++;
+    }
     // Virtual pods still carrying our finalizer whose node is gone and that are being deleted are
     // completed by the pod controller; virtual pods whose twin is missing are failed by it too.
     for (const pod of ctx.virtualPodInformer.store.list()) {
@@ -204,6 +218,17 @@ export class TopDown {
             isNotFound(e) ? undefined : Promise.reject(e)
           );}
       }
+    }
+    // Claim copies, then the volume copies this binding created (Retain: storage untouched).
+    const claims = ctx.physicalCore.persistentvolumeclaims(ctx.config.mountNamespace);
+    for (const copy of (await claims.list({ labelSelector: selector })).items) {
+      await this.dependencies.releaseClaim(copy);
+    }
+    const volumes = ctx.physicalCore.persistentvolumes();
+    for (const volume of (await volumes.list({ labelSelector: selector })).items) {
+      await volumes.delete(volume.metadata!.name!).catch((e) =>
+        isNotFound(e) ? undefined : Promise.reject(e)
+      );
     }
     // Virtual pods lose our finalizer (their nodes are going away).
     for (const pod of ctx.virtualPodInformer.store.list()) {

@@ -82,6 +82,11 @@ export function dependencyKeys(pod: Pod): string[] {
   if (pod.spec?.volumes?.some((v) => v.name.startsWith("kube-api-access-"))) {
     keys.push(`Token/${ns}/${pod.spec.serviceAccountName || "default"}`);
   }
+  for (const v of pod.spec?.volumes ?? []) {
+    if (v.persistentVolumeClaim?.claimName) {
+      keys.push(`PersistentVolumeClaim/${ns}/${v.persistentVolumeClaim.claimName}`);
+    }
+  }
   return keys;
 }
 
@@ -98,6 +103,8 @@ export interface TwinContext {
   secrets: Map<string, string>;
   /** Mirrored token Secret of the pod's ServiceAccount (absent when the pod mounts no token). */
   tokenSecret?: string;
+  /** Virtual claim name → mirrored claim name. */
+  claims?: Map<string, string>;
 }
 
 /** The twin and what was dropped on the way (each reported as an Event). */
@@ -152,11 +159,17 @@ export function buildTwin(pod: Pod, ctx: TwinContext): TwinResult {
     }
     for (const item of v.downwardAPI?.items ?? []) rewriteFieldRef(item.fieldRef);
     if (v.persistentVolumeClaim) {
-      // The pod controller keeps such pods Pending; this only guards other callers.
-      dropped.push(`persistentVolumeClaim volume ${v.name} (claims are not mirrored yet)`);
+      const copy = ctx.claims?.get(v.persistentVolumeClaim.claimName);
+      if (copy) {
+        v.persistentVolumeClaim.claimName = copy;
+        return [v];
+      }
+      // The pod controller never gets here without the copy; this only guards other callers.
+      dropped.push(`persistentVolumeClaim volume ${v.name} (its claim was not mirrored)`);
+      return [];
     }
     if (v.ephemeral) dropped.push(`ephemeral volume ${v.name}`);
-    return v.persistentVolumeClaim || v.ephemeral ? [] : [v];
+    return v.ephemeral ? [] : [v];
   });
 
   // Containers: env references, downward API, token mount, API server endpoint.
