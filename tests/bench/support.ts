@@ -39,8 +39,14 @@ export async function startEnvironment(options: EnvironmentOptions): Promise<Env
 }
 
 /** Binds `worker` as `name` without waiting for a manager (the benchmark runs the syncer itself). */
-export async function bindForBench(computing: KubeClient, worker: KubeClient, name: string): Promise<void> {
+export async function bindForBench(
+  computing: KubeClient,
+  worker: KubeClient,
+  name: string,
+  spec: Record<string, unknown> = {},
+): Promise<void> {
   await bind({
+    spec,
     computing,
     worker,
     name,

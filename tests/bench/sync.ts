@@ -1,8 +1,9 @@
 /**
- * `deno task bench sync [--pods 1000] [--nodes 10]`: a Deployment through Kubeocean until every
- * pod is Running in the computing cluster, against the same Deployment created directly in the
- * worker until Running (same kwok set-up, same run); per-hop latencies measured from both sides'
- * watch streams; the syncer's RSS (it runs as its own process).
+ * `deno task bench sync [--pods 1000] [--nodes 10] [--direct-scheduling]`: a Deployment through
+ * Kubeocean until every pod is Running in the computing cluster, against the same Deployment
+ * created directly in the worker until Running (same kwok set-up, same run); per-hop latencies
+ * measured from both sides' watch streams; the syncer's RSS (it runs as its own process).
+ * `--direct-scheduling` sets the binding's directScheduling (twins bypass the worker's scheduler).
  *
  * Last line: `sync: ratio X, create p99 Y ms, status p99 Z ms`.
  *
@@ -124,7 +125,12 @@ async function timeUntilRunning(
 export async function benchSync(args: string[]): Promise<void> {
   const { values } = parseArgs({
     args,
-    options: { pods: { type: "string", default: "1000" }, nodes: { type: "string", default: "10" } },
+    options: {
+      pods: { type: "string", default: "1000" },
+      nodes: { type: "string", default: "10" },
+      // The binding's directScheduling: twins get spec.nodeName, bypassing the worker's scheduler.
+      "direct-scheduling": { type: "boolean", default: false },
+    },
   });
   const replicas = Number(values.pods);
   const nodeCount = Number(values.nodes);
@@ -147,7 +153,7 @@ export async function benchSync(args: string[]): Promise<void> {
   const worker = await connect(env.cluster("worker"));
   let syncer: SyncerProcess | undefined;
   try {
-    await bindForBench(computing, worker, "bench");
+    await bindForBench(computing, worker, "bench", { directScheduling: values["direct-scheduling"] });
     await new KubeoceanIoV1beta1Api(worker).resourceleasingpolicies().create({
       metadata: { name: "all" },
       spec: { cluster: "bench" },
