@@ -310,56 +310,108 @@ export function parseRetryAfter(header: string | null, status?: Status): number 
   return status?.details?.retryAfterSeconds;
 }
 
+/** Size of the buffers streamed bodies are read into. */
+const STREAM_CHUNK_BYTES = 64 * 1024;
+
 /**
  * Wraps a streaming response so that aborting `link` ends the body at once (even when nobody is
- * reading), and the link is released once the body ends, fails or is cancelled.
+ * reading), and the link is released once the body ends, fails or is cancelled. When the body is
+ * a byte stream (fetch's are) the wrapper is one too, so that a reader can bring its own buffer:
+ * a long watch then reuses one buffer instead of leaving a new one per chunk to the collector.
  */
 function linkBody(response: Response, link: LinkedAbort): Response {
   if (!response.body) {
     link.dispose();
     return response;
   }
-  const reader = response.body.getReader();
+  let byob: ReadableStreamBYOBReader | undefined;
+  try {
+    byob = response.body.getReader({ mode: "byob" });
+  } catch {
+    // not a byte stream (e.g. the node:https backend): chunks are passed on as they come
+  }
+  const reader: ReadableStreamBYOBReader | ReadableStreamDefaultReader<Uint8Array> = byob ??
+    response.body.getReader();
   let finished = false;
   const finish = () => {
     if (finished) return;
     finished = true;
     link.dispose();
   };
-  const body = new ReadableStream<Uint8Array>({
-    start(controller) {
-      link.signal.addEventListener("abort", () => {
-        if (finished) return;
-        finish();
-        try {
-          controller.error(link.signal.reason);
-        } catch {
-          // already closed
-        }
-        reader.cancel(link.signal.reason).catch(() => {});
-      }, { once: true });
-    },
-    async pull(controller) {
-      try {
-        const chunk = await reader.read();
-        if (finished) return;
-        if (chunk.done) {
-          finish();
-          controller.close();
-        } else {
-          controller.enqueue(chunk.value);
-        }
-      } catch (err) {
-        if (finished) return;
-        finish();
-        controller.error(err);
-      }
-    },
-    cancel(reason) {
+  const onAbort = (controller: { error(reason: unknown): void }) => {
+    link.signal.addEventListener("abort", () => {
+      if (finished) return;
       finish();
-      return reader.cancel(reason);
-    },
-  });
+      try {
+        controller.error(link.signal.reason);
+      } catch {
+        // already closed
+      }
+      reader.cancel(link.signal.reason).catch(() => {});
+    }, { once: true });
+  };
+  const failed = (controller: { error(reason: unknown): void }, err: unknown) => {
+    if (finished) return;
+    finish();
+    controller.error(err);
+  };
+  let scratch = new ArrayBuffer(STREAM_CHUNK_BYTES);
+  const body = byob
+    ? new ReadableStream({
+      type: "bytes",
+      start: onAbort,
+      async pull(controller) {
+        try {
+          const request = controller.byobRequest;
+          const target = request?.view
+            ? new Uint8Array(request.view.buffer, request.view.byteOffset, request.view.byteLength)
+            : new Uint8Array(scratch);
+          const chunk = await byob.read(target);
+          if (!request && chunk.value) scratch = chunk.value.buffer as ArrayBuffer;
+          if (finished) return;
+          if (chunk.done) {
+            finish();
+            controller.close();
+            if (request) {
+              // The reader's buffer went to the inner read: hand it back, empty.
+              if (chunk.value) request.respondWithNewView(chunk.value);
+              else request.respond(0);
+            }
+          } else if (request) {
+            request.respondWithNewView(chunk.value);
+          } else {
+            controller.enqueue(chunk.value.slice()); // exactly the bytes read; the scratch buffer is reused
+          }
+        } catch (err) {
+          failed(controller, err);
+        }
+      },
+      cancel(reason) {
+        finish();
+        return reader.cancel(reason);
+      },
+    })
+    : new ReadableStream<Uint8Array>({
+      start: onAbort,
+      async pull(controller) {
+        try {
+          const chunk = await (reader as ReadableStreamDefaultReader<Uint8Array>).read();
+          if (finished) return;
+          if (chunk.done) {
+            finish();
+            controller.close();
+          } else {
+            controller.enqueue(chunk.value);
+          }
+        } catch (err) {
+          failed(controller, err);
+        }
+      },
+      cancel(reason) {
+        finish();
+        return reader.cancel(reason);
+      },
+    });
   return new Response(body, {
     status: response.status,
     statusText: response.statusText,

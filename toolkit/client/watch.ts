@@ -55,19 +55,30 @@ export async function* watchEvents<T extends KubeObject>(
     link.dispose();
     return;
   }
-  const reader = response.body.getReader();
+  // A byte stream is read into one reused buffer: a long watch leaves no garbage buffer per chunk.
+  let byob: ReadableStreamBYOBReader | undefined;
+  try {
+    byob = response.body.getReader({ mode: "byob" });
+  } catch {
+    // not a byte stream
+  }
+  const reader = byob ?? response.body.getReader();
+  let buffer = new ArrayBuffer(64 * 1024);
   const decoder = new TextDecoder();
   let buffered = "";
   try {
     while (true) {
       let chunk: ReadableStreamReadResult<Uint8Array>;
       try {
-        chunk = await reader.read();
+        chunk = byob
+          ? await byob.read(new Uint8Array(buffer))
+          : await (reader as ReadableStreamDefaultReader<Uint8Array>).read();
       } catch (err) {
         if (request.signal?.aborted) return;
         throw err;
       }
       if (chunk.done) break;
+      if (byob) buffer = chunk.value.buffer as ArrayBuffer; // the read transferred it; take it back
       // One decode and one split per network chunk; the last part may be an incomplete line.
       const lines = (buffered + decoder.decode(chunk.value, { stream: true })).split("\n");
       buffered = lines.pop() ?? "";
