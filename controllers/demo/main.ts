@@ -11,6 +11,7 @@
  * @module
  */
 
+import { onVirtualNodes } from "../common/placement.ts";
 import { parseArgs } from "node:util";
 import { AppsV1Api } from "../../apis/apps/v1/mod.ts";
 import { CoreV1Api, type Pod } from "../../apis/core/v1/mod.ts";
@@ -148,16 +149,7 @@ try {
       template: {
         metadata: { labels: { app: "hello" } },
         spec: {
-          tolerations: [{ key: "kubeocean.io/vnode", operator: "Exists", effect: "NoSchedule" }],
-          affinity: {
-            nodeAffinity: {
-              requiredDuringSchedulingIgnoredDuringExecution: {
-                nodeSelectorTerms: [{
-                  matchExpressions: [{ key: "type", operator: "In", values: ["virtual-kubelet"] }],
-                }],
-              },
-            },
-          },
+          ...onVirtualNodes(),
           topologySpreadConstraints: [{
             maxSkew: 1,
             topologyKey: "kubeocean.io/physical-cluster-id",

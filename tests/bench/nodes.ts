@@ -18,7 +18,8 @@ import { KubeoceanIoV1beta1Api } from "../../apis/kubeocean.io/v1beta1/mod.ts";
 import { KubeClient } from "../../toolkit/client/client.ts";
 import { DEFAULT_CLIENT_LIMITS } from "../../controllers/common/process.ts";
 import { connect } from "../../toolkit/envtest/testing.ts";
-import { bindForBench, startEnvironment, SyncerProcess } from "./support.ts";
+import type { KubeObject } from "../../toolkit/client/resource.ts";
+import { bindForBench, observeChanges, startEnvironment, SyncerProcess } from "./support.ts";
 
 const ready = (n: Node) =>
   n.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True") ?? false;
@@ -101,23 +102,16 @@ export async function benchNodes(args: string[]): Promise<void> {
     syncer = new SyncerProcess(env.cluster("computing").kubeconfig, "bench");
     await syncer.ready();
     const readyNames = new Set<string>();
-    const watcher = new AbortController();
+    const watching = new AbortController();
     const allReady = Promise.withResolvers<void>();
-    (async () => {
-      const vnodes = new CoreV1Api(computing).nodes();
-      const labelSelector = "kubeocean.io/cluster-binding=bench";
-      let resourceVersion = (await vnodes.list({ labelSelector, limit: 1 })).metadata?.resourceVersion;
-      // The API server may end a watch at any time: resume from the last version seen.
-      while (!watcher.signal.aborted) {
-        for await (const event of vnodes.watch({ labelSelector, resourceVersion, signal: watcher.signal })) {
-          resourceVersion = event.object.metadata?.resourceVersion ?? resourceVersion;
-          if (event.type !== "ADDED" && event.type !== "MODIFIED") continue;
-          if (ready(event.object as Node)) readyNames.add((event.object as Node).metadata!.name!);
-          if (readyNames.size === count) allReady.resolve();
-        }
-      }
-    })().catch((err) => allReady.reject(err));
-    await new Promise((r) => setTimeout(r, 200)); // the watch is open before the clock starts
+    await observeChanges(
+      new CoreV1Api(computing).nodes(),
+      { labelSelector: "kubeocean.io/cluster-binding=bench", signal: watching.signal },
+      (type, node) => {
+        if (type === "Apply" && ready(node)) readyNames.add(node.metadata!.name!);
+        if (readyNames.size === count) allReady.resolve();
+      },
+    );
     const t1 = performance.now();
     await new KubeoceanIoV1beta1Api(worker).resourceleasingpolicies().create({
       metadata: { name: "all" },
@@ -125,7 +119,7 @@ export async function benchNodes(args: string[]): Promise<void> {
     });
     await allReady.promise;
     const syncerMs = performance.now() - t1;
-    watcher.abort();
+    watching.abort();
     console.log(
       `  syncer:   ${count} virtual nodes Ready in ${(syncerMs / 1000).toFixed(2)} s after the policy`,
     );
@@ -133,24 +127,15 @@ export async function benchNodes(args: string[]): Promise<void> {
     // Steady state: count writes to virtual nodes and their leases for a while.
     let writes = 0;
     const steady = new AbortController();
-    const count$ = (resource: "nodes" | "leases") =>
-      (async () => {
-        const client = resource === "nodes"
-          ? new CoreV1Api(computing).nodes()
-          : new CoordinationK8sIoV1Api(computing).leases("kube-node-lease");
-        const list = await client.list({ limit: 1 });
-        for await (
-          const event of client.watch({
-            resourceVersion: list.metadata?.resourceVersion,
-            signal: steady.signal,
-          })
-        ) {
-          const name = (event.object as Node).metadata?.name ?? "";
-          if (event.type === "MODIFIED" && name.startsWith("vnode-b1-")) writes++;
-        }
-      })().catch(() => {});
-    count$("nodes");
-    count$("leases");
+    const countWrites = (type: "Apply" | "Delete", object: KubeObject) => {
+      if (type === "Apply" && object.metadata?.name?.startsWith("vnode-b1-")) writes++;
+    };
+    await observeChanges(new CoreV1Api(computing).nodes(), { signal: steady.signal }, countWrites);
+    await observeChanges(
+      new CoordinationK8sIoV1Api(computing).leases("kube-node-lease"),
+      { signal: steady.signal },
+      countWrites,
+    );
     await new Promise((r) => setTimeout(r, observeSeconds * 1000));
     steady.abort();
     const rss = await syncer.rssMiB();

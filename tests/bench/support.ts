@@ -9,6 +9,9 @@ import { bind } from "../../controllers/bind/bind.ts";
 import type { KubeClient } from "../../toolkit/client/client.ts";
 import { Environment, type EnvironmentOptions } from "../../toolkit/envtest/environment.ts";
 import { allocatePort } from "../../toolkit/envtest/ports.ts";
+import type { KubeObject } from "../../toolkit/client/resource.ts";
+import type { ResourceClient } from "../../toolkit/client/resource_client.ts";
+import { backoffWatcher, type WatcherOptions } from "../../toolkit/runtime/watcher.ts";
 
 const cleanups: (() => Promise<void>)[] = [];
 let listening = false;
@@ -36,6 +39,28 @@ export async function startEnvironment(options: EnvironmentOptions): Promise<Env
   const env = await Environment.start(options);
   cleanUpOnInterrupt(() => env.stop());
   return env;
+}
+
+/**
+ * Calls `on` with every change of `client`'s objects after the initial list, and the time it
+ * arrived, until `signal` aborts. The toolkit's watcher resumes watches the API server ends (it
+ * does under load), so no change is missed. Resolves once the initial list is in.
+ */
+export async function observeChanges<T extends KubeObject>(
+  client: ResourceClient<T>,
+  options: WatcherOptions & { signal: AbortSignal },
+  on: (type: "Apply" | "Delete", object: T, at: number) => void,
+): Promise<void> {
+  const listed = Promise.withResolvers<void>();
+  (async () => {
+    for await (const event of backoffWatcher(client, options)) {
+      if (event.type === "InitDone") listed.resolve();
+      if (event.type === "Apply" || event.type === "Delete") on(event.type, event.object, performance.now());
+    }
+  })().catch((err) => {
+    if (!options.signal.aborted) console.error(`  watch failed: ${err}`);
+  });
+  await listed.promise;
 }
 
 /** Binds `worker` as `name` without waiting for a manager (the benchmark runs the syncer itself). */

@@ -11,6 +11,7 @@
  */
 
 import { parseArgs } from "node:util";
+import { onVirtualNodes } from "../../controllers/common/placement.ts";
 import type { Pod } from "../../apis/core/v1/mod.ts";
 import { CoreV1Api } from "../../apis/core/v1/mod.ts";
 import { AppsV1Api } from "../../apis/apps/v1/mod.ts";
@@ -21,12 +22,13 @@ import {
   bindForBench,
   busyShare,
   machineCpu,
+  observeChanges,
   percentile,
   startEnvironment,
   SyncerProcess,
 } from "./support.ts";
 
-function deployment(name: string, replicas: number, onVirtualNodes: boolean) {
+function deployment(name: string, replicas: number, virtual: boolean) {
   return {
     metadata: { name },
     spec: {
@@ -35,20 +37,7 @@ function deployment(name: string, replicas: number, onVirtualNodes: boolean) {
       template: {
         metadata: { labels: { app: name } },
         spec: {
-          ...(onVirtualNodes
-            ? {
-              tolerations: [{ key: "kubeocean.io/vnode", operator: "Exists", effect: "NoSchedule" }],
-              affinity: {
-                nodeAffinity: {
-                  requiredDuringSchedulingIgnoredDuringExecution: {
-                    nodeSelectorTerms: [{
-                      matchExpressions: [{ key: "type", operator: "In", values: ["virtual-kubelet"] }],
-                    }],
-                  },
-                },
-              },
-            }
-            : {}),
+          ...(virtual ? onVirtualNodes() : {}),
           containers: [{
             name: "app",
             image: "registry.example/app:1",
@@ -61,31 +50,6 @@ function deployment(name: string, replicas: number, onVirtualNodes: boolean) {
 }
 
 /**
- * Watches pods of `namespace` and calls `on` with each event's arrival time. The API server may
- * end a watch at any time (a slow reader under load, a timeout): it is resumed from the last
- * resourceVersion seen, so no event is lost.
- */
-function observePods(
-  client: KubeClient,
-  namespace: string,
-  signal: AbortSignal,
-  on: (type: string, pod: Pod, at: number) => void,
-): Promise<void> {
-  return (async () => {
-    const pods = new CoreV1Api(client).pods(namespace);
-    let resourceVersion = (await pods.list({ limit: 1 })).metadata?.resourceVersion;
-    while (!signal.aborted) {
-      for await (const event of pods.watch({ resourceVersion, signal })) {
-        resourceVersion = event.object.metadata?.resourceVersion ?? resourceVersion;
-        if (event.type !== "BOOKMARK") on(event.type, event.object as Pod, performance.now());
-      }
-    }
-  })().catch((err) => {
-    if (!signal.aborted) console.error(`  watch of pods in ${namespace} failed: ${err}`);
-  });
-}
-
-/**
  * Runs `deploy`, resolves when `replicas` pods of the namespace are Running; returns the elapsed
  * ms and the machine's CPU share used meanwhile (every cluster runs on this machine).
  */
@@ -94,17 +58,16 @@ async function timeUntilRunning(
   namespace: string,
   replicas: number,
   deploy: () => Promise<unknown>,
-  on: (type: string, pod: Pod, at: number) => void = () => {},
+  on: (type: "Apply" | "Delete", pod: Pod, at: number) => void = () => {},
 ): Promise<{ ms: number; busy: number }> {
   const running = new Set<string>();
   const done = Promise.withResolvers<void>();
   const stop = new AbortController();
-  const watching = observePods(client, namespace, stop.signal, (type, pod, at) => {
+  await observeChanges(new CoreV1Api(client).pods(namespace), { signal: stop.signal }, (type, pod, at) => {
     on(type, pod, at);
-    if (type !== "DELETED" && pod.status?.phase === "Running") running.add(pod.metadata!.uid!);
+    if (type !== "Delete" && pod.status?.phase === "Running") running.add(pod.metadata!.uid!);
     if (running.size >= replicas) done.resolve();
   });
-  await new Promise((r) => setTimeout(r, 200)); // the watch is open before the clock starts
   const cpu0 = await machineCpu();
   const t0 = performance.now();
   await deploy();
@@ -117,7 +80,6 @@ async function timeUntilRunning(
   const elapsed = performance.now() - t0;
   const busy = busyShare(cpu0, await machineCpu());
   stop.abort();
-  await watching;
   return { ms: elapsed, busy };
 }
 
@@ -200,9 +162,13 @@ export async function benchSync(args: string[]): Promise<void> {
     const twinCreated = new Map<string, number>();
     const twinRunning = new Map<string, number>();
     const twinStop = new AbortController();
-    const twinWatch = observePods(worker, "kubeocean-worker", twinStop.signal, (type, twin, at) => {
+    await observeChanges(new CoreV1Api(worker).pods("kubeocean-worker"), { signal: twinStop.signal }, (
+      type,
+      twin,
+      at,
+    ) => {
       const uid = twin.metadata?.annotations?.["kubeocean.io/virtual-pod-uid"];
-      if (!uid || type === "DELETED") return;
+      if (!uid || type === "Delete") return;
       if (!twinCreated.has(uid)) twinCreated.set(uid, at);
       if (twin.status?.phase === "Running" && !twinRunning.has(uid)) twinRunning.set(uid, at);
     });
@@ -215,13 +181,12 @@ export async function benchSync(args: string[]): Promise<void> {
         new AppsV1Api(computing).deployments("default").create(deployment("synced", replicas, true) as never),
       (type, pod, at) => {
         const uid = pod.metadata!.uid!;
-        if (type === "DELETED") return;
+        if (type === "Delete") return;
         if (pod.spec?.nodeName && !bound.has(uid)) bound.set(uid, at);
         if (pod.status?.phase === "Running" && !virtualRunning.has(uid)) virtualRunning.set(uid, at);
       },
     );
     twinStop.abort();
-    await twinWatch;
     const syncedMs = synced.ms;
     const rss = await syncer.rssMiB();
     const cpu = await syncer.cpuSeconds() - cpuBefore;

@@ -4,6 +4,7 @@
  * the twins with their ConfigMaps, Secrets and service-account tokens and reflects status back.
  */
 
+import { onVirtualNodes } from "../../controllers/common/placement.ts";
 import assert from "node:assert/strict";
 import type { Pod } from "../../apis/core/v1/mod.ts";
 import { CoreV1Api } from "../../apis/core/v1/mod.ts";
@@ -24,20 +25,7 @@ function template(app: string, extra: Partial<Pod["spec"]> = {}) {
   return {
     metadata: { labels: { app } },
     spec: {
-      tolerations: [{
-        key: "kubeocean.io/vnode",
-        operator: "Exists" as const,
-        effect: "NoSchedule" as const,
-      }],
-      affinity: {
-        nodeAffinity: {
-          requiredDuringSchedulingIgnoredDuringExecution: {
-            nodeSelectorTerms: [{
-              matchExpressions: [{ key: "type", operator: "In", values: ["virtual-kubelet"] }],
-            }],
-          },
-        },
-      },
+      ...onVirtualNodes(),
       topologySpreadConstraints: [{
         maxSkew: 1,
         topologyKey: "kubeocean.io/physical-cluster-id",

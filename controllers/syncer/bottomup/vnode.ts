@@ -6,6 +6,7 @@
  * @module
  */
 
+import { VIRTUAL_NODE_LABEL } from "../../common/placement.ts";
 import type { Node, Taint } from "../../../apis/core/v1/mod.ts";
 import {
   ANNOTATION_EXPECTED_METADATA,
@@ -74,7 +75,7 @@ export function virtualNodeLabels(
     [LABEL_PHYSICAL_CLUSTER_ID]: binding.clusterID,
     [LABEL_PHYSICAL_NODE_NAME]: labelValue(physical.metadata!.name!),
     [LABEL_PHYSICAL_NODE_UID]: physical.metadata!.uid!,
-    type: "virtual-kubelet",
+    [VIRTUAL_NODE_LABEL.key]: VIRTUAL_NODE_LABEL.value,
     "kubernetes.io/hostname": vnodeName,
     "node.kubernetes.io/instance-type": "vnode",
   });

@@ -129,12 +129,7 @@ export class Dependencies {
         result.keys.push(`${kind}/${ns}/${name}`);
       }
     }
-    const claimNames = new Set(
-      (pod.spec?.volumes ?? []).map((v) => v.persistentVolumeClaim?.claimName).filter((n): n is string =>
-        !!n
-      ),
-    );
-    for (const claimName of [...claimNames].sort()) {
+    for (const claimName of [...refs.claims].sort()) {
       const claim = await this.#mirrorClaim(ns, claimName, result);
       if (!claim) continue;
       result.claims.set(claimName, claim);

@@ -224,24 +224,14 @@ export function podController(ctx: SyncerContext, deps: Dependencies): Controlle
     const physicalNode = physicalNameOf(vnode);
     if (!physicalNode) return Action.requeueAfter(1_000);
     const dependencies = await deps.ensureFor(pod);
-    if (dependencies.unbound) {
-      await ctx.recorder.publish({
-        regarding: pod,
-        type: "Warning",
-        reason: "WaitingForVolume",
-        action: "CreateWorkerPod",
-        note: `${dependencies.unbound}; the pod stays Pending until it is`,
-      });
-      return Action.requeueAfter(5_000);
-    }
-    if (dependencies.missing) {
-      await ctx.recorder.publish({
-        regarding: pod,
-        type: "Warning",
-        reason: "WaitingForDependency",
-        action: "CreateWorkerPod",
-        note: `${dependencies.missing} does not exist yet`,
-      });
+    // Like a kubelet, wait (Pending, with the reason as a Warning) for what the pod needs.
+    const waiting = dependencies.unbound
+      ? { reason: "WaitingForVolume", note: `${dependencies.unbound}; the pod stays Pending until it is` }
+      : dependencies.missing
+      ? { reason: "WaitingForDependency", note: `${dependencies.missing} does not exist yet` }
+      : undefined;
+    if (waiting) {
+      await ctx.recorder.publish({ regarding: pod, type: "Warning", action: "CreateWorkerPod", ...waiting });
       return Action.requeueAfter(5_000);
     }
     const { pod: twin, dropped } = buildTwin(pod, {

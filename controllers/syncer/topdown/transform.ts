@@ -30,6 +30,8 @@ import {
 export interface References {
   configMaps: Set<string>;
   secrets: Set<string>;
+  /** PersistentVolumeClaims of the pod's volumes. */
+  claims: Set<string>;
 }
 
 function allContainers(spec: PodSpec | undefined): Container[] {
@@ -42,11 +44,12 @@ function allContainers(spec: PodSpec | undefined): Container[] {
 
 /** Every ConfigMap and Secret `pod` references (volumes, projected volumes, env, envFrom, image pull secrets). */
 export function collectReferences(pod: Pod): References {
-  const refs: References = { configMaps: new Set(), secrets: new Set() };
+  const refs: References = { configMaps: new Set(), secrets: new Set(), claims: new Set() };
   const spec = pod.spec;
   for (const v of spec?.volumes ?? []) {
     if (v.configMap?.name) refs.configMaps.add(v.configMap.name);
     if (v.secret?.secretName) refs.secrets.add(v.secret.secretName);
+    if (v.persistentVolumeClaim?.claimName) refs.claims.add(v.persistentVolumeClaim.claimName);
     for (const source of v.projected?.sources ?? []) {
       if (source.configMap?.name && source.configMap.name !== "kube-root-ca.crt") {
         refs.configMaps.add(source.configMap.name);
@@ -82,11 +85,7 @@ export function dependencyKeys(pod: Pod): string[] {
   if (pod.spec?.volumes?.some((v) => v.name.startsWith("kube-api-access-"))) {
     keys.push(`Token/${ns}/${pod.spec.serviceAccountName || "default"}`);
   }
-  for (const v of pod.spec?.volumes ?? []) {
-    if (v.persistentVolumeClaim?.claimName) {
-      keys.push(`PersistentVolumeClaim/${ns}/${v.persistentVolumeClaim.claimName}`);
-    }
-  }
+  for (const name of refs.claims) keys.push(`PersistentVolumeClaim/${ns}/${name}`);
   return keys;
 }
 
