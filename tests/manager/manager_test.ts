@@ -5,6 +5,7 @@
  * Deployment; deletion ordering; the worker ServiceAccount's effective rights.
  */
 
+import { allocatePort } from "../../toolkit/envtest/ports.ts";
 import assert from "node:assert/strict";
 import type { ClusterBinding } from "../../apis/kubeocean.io/v1beta1/mod.ts";
 import { KubeoceanIoV1beta1Api } from "../../apis/kubeocean.io/v1beta1/mod.ts";
@@ -358,7 +359,7 @@ envTest("manager: bind, failures and recovery, schema, rotation, deletion, least
 });
 
 /** Starts `deno task run manager` as its own process. */
-function spawnManager(kubeconfig: string, port: number): Deno.ChildProcess {
+function spawnManager(kubeconfig: string, port: number, healthPort: number): Deno.ChildProcess {
   const main = new URL("../../controllers/main.ts", import.meta.url).pathname;
   return new Deno.Command(Deno.execPath(), {
     args: [
@@ -373,7 +374,7 @@ function spawnManager(kubeconfig: string, port: number): Deno.ChildProcess {
       "--metrics-bind-address",
       `127.0.0.1:${port}`,
       "--health-probe-bind-address",
-      `127.0.0.1:${port + 1}`,
+      `127.0.0.1:${healthPort}`,
       "--log-level",
       "info",
     ],
@@ -394,13 +395,15 @@ envTest("manager: two managers with leader election — only the leader reconcil
   const worker = await connect(env.cluster("worker"));
   const leases = (await import("../../apis/coordination.k8s.io/v1/mod.ts")).CoordinationK8sIoV1Api;
   const lease = () => new leases(computing).leases(SYSTEM).get("kubeocean-manager");
-  const base = 20_000 + Math.floor(Math.random() * 20_000);
-  const ports = [base, base + 10];
+  // Ports the kernel just handed out (a random range could hit one an API server already uses).
+  const ports = [allocatePort(), allocatePort()];
   const managers: (Deno.ChildProcess | undefined)[] = [];
   try {
     await installCrd(computing, "kubeocean.io_clusterbindings.yaml");
     await new CoreV1Api(computing).namespaces().create({ metadata: { name: SYSTEM } }).catch(() => {});
-    for (const port of ports) managers.push(spawnManager(env.cluster("computing").kubeconfig, port));
+    for (const port of ports) {
+      managers.push(spawnManager(env.cluster("computing").kubeconfig, port, allocatePort()));
+    }
     const holder = await eventually("a leader", async () => (await lease()).spec?.holderIdentity, {
       timeoutMs: 60_000,
     });
