@@ -148,7 +148,10 @@ export class InformerFactory {
 
   constructor(readonly transport: Transport) {}
 
-  /** The shared informer for `client` (whose transport must be this factory's). */
+  /**
+   * The shared informer for `client` (whose transport must be this factory's). `indexers` are
+   * added to an existing informer's store by name: an index already there is kept as it is.
+   */
   for<T extends KubeObject>(client: ResourceClient<T>, options: InformerOptions = {}): Informer<T> {
     if (client.transport !== this.transport) {
       throw new Error("the resource client belongs to another cluster");
@@ -159,8 +162,10 @@ export class InformerFactory {
       informer = new Informer(client as unknown as ResourceClient<KubeObject>, options);
       this.#informers.set(key, informer);
     } else if (options.indexers) {
+      // Indexes are known by name: asking again (every call of a getter) adds only new ones,
+      // instead of re-indexing every cached object each time.
       for (const [name, fn] of Object.entries(options.indexers)) {
-        informer.store.addIndex(name, fn as IndexFunc<KubeObject>);
+        if (!informer.store.hasIndex(name)) informer.store.addIndex(name, fn as IndexFunc<KubeObject>);
       }
     }
     return informer as unknown as Informer<T>;
