@@ -6,6 +6,7 @@ import {
   OWNER_INDEX,
   type ReflectedEvent,
   reflector,
+  shareUnchanged,
   Store,
 } from "../../toolkit/runtime/store.ts";
 import type { WatcherEvent } from "../../toolkit/runtime/watcher.ts";
@@ -113,4 +114,51 @@ Deno.test("store: ready() resolves after the first InitDone and honours abort", 
   store.apply({ type: "Init" });
   store.apply({ type: "InitDone", resourceVersion: "1" });
   await waiting;
+});
+
+Deno.test("store: an update keeps the unchanged parts of the previous version and only what changed is new", () => {
+  const store = new Store<KubeObject & { data?: Record<string, string>; spec?: unknown }>();
+  const first = JSON.parse(
+    `{"metadata":{"namespace":"a","name":"x","resourceVersion":"1","labels":{"k":"v"}},` +
+      `"spec":{"list":[{"n":1},{"n":2}]},"data":{"payload":"${"p".repeat(100)}","round":"0"}}`,
+  );
+  store.apply({ type: "Apply", object: first });
+  const second = JSON.parse(
+    `{"metadata":{"namespace":"a","name":"x","resourceVersion":"2","labels":{"k":"v"}},` +
+      `"spec":{"list":[{"n":1},{"n":3}]},"data":{"payload":"${"p".repeat(100)}","round":"1"}}`,
+  );
+  const { previous } = store.apply({ type: "Apply", object: second });
+  assert.equal(previous, first);
+  const stored = store.get("a/x")!;
+  assert.equal(stored, second);
+  // Values are those of the new version…
+  assert.deepEqual(stored, JSON.parse(JSON.stringify(second)));
+  assert.equal(stored.metadata?.resourceVersion, "2");
+  assert.equal(stored.data?.round, "1");
+  // …and every unchanged part is the previous version's own object.
+  assert.equal(stored.metadata?.labels, first.metadata.labels);
+  assert.equal((stored.spec as { list: unknown[] }).list[0], first.spec.list[0]);
+  assert.notEqual((stored.spec as { list: unknown[] }).list[1], first.spec.list[1]);
+  assert.notEqual(stored.data, first.data);
+  assert.notEqual(stored.metadata, first.metadata);
+});
+
+Deno.test("store: shareUnchanged tells added, removed and re-typed members apart", () => {
+  const same = { a: [1, "x", { b: null }] };
+  assert.equal(shareUnchanged({ a: [1, "x", { b: null }] }, same), same);
+  const extraKey = { a: [1, "x", { b: null }], c: 1 };
+  assert.equal(shareUnchanged(extraKey, same), extraKey);
+  assert.equal(extraKey.a, same.a);
+  const missingKey = {};
+  assert.equal(shareUnchanged(missingKey, { gone: 1 }), missingKey);
+  const longer = [1, 2, 3];
+  assert.equal(shareUnchanged(longer, [1, 2]), longer);
+  const shorter = [1];
+  assert.equal(shareUnchanged(shorter, [1, 2]), shorter);
+  const arrayForObject = [1];
+  assert.equal(shareUnchanged(arrayForObject, { 0: 1 }), arrayForObject);
+  const objectForArray = { 0: 1 };
+  assert.equal(shareUnchanged(objectForArray, [1]), objectForArray);
+  const undefinedMember = { x: undefined };
+  assert.equal(shareUnchanged(undefinedMember, {}), undefinedMember);
 });

@@ -2,7 +2,7 @@
  * The store: an in-memory cache of one resource kept current by a {@linkcode reflector}. A re-list
  * replaces its contents atomically; objects that vanished between two lists come out as
  * tombstones. Secondary indexes (namespace, label, owner, and custom ones) answer lookups
- * without scanning.
+ * without scanning. Updates share unchanged parts with the version they replace.
  *
  * @module
  */
@@ -45,7 +45,11 @@ export interface ReadStore<T> {
   ready(signal?: AbortSignal): Promise<void>;
 }
 
-/** A cache of objects keyed by `namespace/name`. */
+/**
+ * A cache of objects keyed by `namespace/name`. Its objects are shared with every reader, and an
+ * update reuses the unchanged parts of the previous version ({@linkcode shareUnchanged}), so a
+ * stream of small changes (status updates, a label) keeps memory flat: treat them as read-only.
+ */
 export class Store<T extends KubeObject> implements ReadStore<T> {
   #objects = new Map<string, T>();
   #pending?: Map<string, T>;
@@ -87,7 +91,12 @@ export class Store<T extends KubeObject> implements ReadStore<T> {
     return [...keys.get(value) ?? []].map((k) => this.#objects.get(k)!).filter(Boolean);
   }
 
-  /** Adds an index after construction (indexes the current contents). */
+  /** Whether an index of that name exists. */
+  hasIndex(name: string): boolean {
+    return this.#indexers.has(name);
+  }
+
+  /** Adds (or replaces) an index after construction, indexing the current contents. */
   addIndex(name: string, fn: IndexFunc<T>): void {
     this.#indexers.set(name, fn);
     const index = new Map<string, Set<string>>();
@@ -124,8 +133,10 @@ export class Store<T extends KubeObject> implements ReadStore<T> {
         return {};
       case "InitApply": {
         const key = objectKey(event.object);
+        const previous = this.#objects.get(key);
+        if (previous) shareUnchanged(event.object, previous);
         (this.#pending ??= new Map()).set(key, event.object);
-        return { previous: this.#objects.get(key) };
+        return { previous };
       }
       case "InitDone": {
         const next = this.#pending ?? new Map();
@@ -138,7 +149,10 @@ export class Store<T extends KubeObject> implements ReadStore<T> {
       case "Apply": {
         const key = objectKey(event.object);
         const previous = this.#objects.get(key);
-        if (previous) this.#unindex(key, previous);
+        if (previous) {
+          this.#unindex(key, previous);
+          shareUnchanged(event.object, previous);
+        }
         this.#objects.set(key, event.object);
         this.#index(key, event.object);
         return { previous };
@@ -219,4 +233,40 @@ export async function* reflector<T extends KubeObject>(
         yield event;
     }
   }
+}
+
+/**
+ * Makes `next` reuse every part of `previous` that is deep-equal to its own (in place), so that an
+ * update keeps only what changed: the unchanged parts of the new version become garbage at once
+ * instead of replacing long-lived copies. Returns `previous` when the two are equal.
+ */
+export function shareUnchanged(next: unknown, previous: unknown): unknown {
+  if (next === previous) return previous;
+  if (typeof next !== "object" || next === null || typeof previous !== "object" || previous === null) {
+    return next;
+  }
+  if (Array.isArray(next)) {
+    if (!Array.isArray(previous)) return next;
+    let same = next.length === previous.length;
+    for (let i = 0; i < next.length; i++) {
+      const value = i < previous.length ? shareUnchanged(next[i], previous[i]) : next[i];
+      next[i] = value;
+      if (value !== previous[i]) same = false;
+    }
+    return same ? previous : next;
+  }
+  if (Array.isArray(previous)) return next;
+  const a = next as Record<string, unknown>;
+  const b = previous as Record<string, unknown>;
+  let same = true;
+  let keys = 0;
+  for (const key in a) {
+    keys++;
+    const value = key in b ? shareUnchanged(a[key], b[key]) : a[key];
+    a[key] = value;
+    if (value !== b[key] || !(key in b)) same = false;
+  }
+  if (!same) return next;
+  for (const _ in b) keys--;
+  return keys === 0 ? previous : next;
 }
