@@ -40,7 +40,7 @@ function requestsOf(container: Container): ResourceMap {
   return out;
 }
 
-function addInto(target: ResourceMap, source: ResourceMap): void {
+function addInto(target: ResourceMap, source: Readonly<ResourceMap>): void {
   for (const [name, q] of Object.entries(source)) target[name] = target[name] ? target[name].add(q) : q;
 }
 
@@ -50,9 +50,23 @@ function maxInto(target: ResourceMap, source: ResourceMap): void {
   }
 }
 
+/**
+ * Computed requests by pod spec object. Cached pods keep their spec object across updates that
+ * leave it unchanged (the store shares unchanged parts), so a node's usage is summed without
+ * parsing every pod's quantities again on each reconcile.
+ */
+const requestsBySpec = new WeakMap<NonNullable<Pod["spec"]>, Readonly<ResourceMap>>();
+
 /** The scheduler's effective request of a pod (sidecar-aware), plus overhead and `pods: 1`. */
-export function effectiveRequests(pod: Pod): ResourceMap {
+export function effectiveRequests(pod: Pod): Readonly<ResourceMap> {
   const spec = pod.spec;
+  if (!spec) return computeRequests(spec);
+  let requests = requestsBySpec.get(spec);
+  if (!requests) requestsBySpec.set(spec, requests = Object.freeze(computeRequests(spec)));
+  return requests;
+}
+
+function computeRequests(spec: Pod["spec"]): ResourceMap {
   const total: ResourceMap = {};
   for (const c of spec?.containers ?? []) addInto(total, requestsOf(c));
   const sidecarsSoFar: ResourceMap = {};

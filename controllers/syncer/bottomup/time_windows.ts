@@ -31,8 +31,9 @@ const formatters = new Map<string, Intl.DateTimeFormat>();
 
 /** Throws a clear error for an unknown time zone. */
 export function validateTimeZone(timeZone: string): void {
+  if (formatters.has(timeZone)) return; // known good (a formatter exists only for valid zones)
   try {
-    new Intl.DateTimeFormat("en-US", { timeZone });
+    formatter(timeZone);
   } catch {
     throw new Error(`unknown time zone "${timeZone}" (use an IANA name such as UTC or Asia/Shanghai)`);
   }

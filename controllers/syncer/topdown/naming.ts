@@ -18,9 +18,19 @@
  * @module
  */
 
+/** Hashes already computed: names are asked for on every reconcile, and hashing is not free. */
+const hashes = new Map<string, string>();
+const MAX_CACHED_HASHES = 100_000;
+
 async function hex(text: string, digits: number): Promise<string> {
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text)));
-  return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("").slice(0, digits);
+  let hash = hashes.get(text);
+  if (hash === undefined) {
+    const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text)));
+    hash = Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
+    if (hashes.size >= MAX_CACHED_HASHES) hashes.clear();
+    hashes.set(text, hash);
+  }
+  return hash.slice(0, digits);
 }
 
 function prefix(namespace: string, name: string): string {
