@@ -6,7 +6,10 @@
  * Measures: time until the informer holds all objects (list of N ~1 KiB ConfigMaps), the time
  * to observe M updates written as fast as the API server accepts them (update throughput), and
  * the process RSS at the end. The last line is `informer: time ratio X, rss ratio Y`, ours divided
- * by client-node's (time = time to synced; below 1 means we are faster / smaller).
+ * by client-node's (time = time to synced; below 1 means we are faster / smaller). A third process
+ * measures the floor any client on this runtime pays: loading the config and one small request
+ * (the process's first TLS connection), then the whole list in one request parsed with JSON.parse
+ * and stored nowhere, and the runtime's RSS before that list.
  *
  * @module
  */
@@ -27,51 +30,44 @@ interface Measurement {
   heap: number;
 }
 
-async function runWorker(
-  impl: string,
-  kubeconfig: string,
-  ns: string,
-  objects: number,
-  updates: number,
-  round: number,
-  write: () => Promise<void>,
-): Promise<Measurement> {
+/** Spawns one side (see informer_worker.ts) and reads its standard output line by line. */
+function startWorker(impl: string, args: string[]) {
   const script = new URL("./informer_worker.ts", import.meta.url).pathname;
   const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--allow-all",
-      script,
-      impl,
-      kubeconfig,
-      ns,
-      String(objects),
-      String(updates),
-      String(round),
-    ],
+    args: ["run", "--allow-all", script, impl, ...args],
     stdout: "piped",
     stderr: "inherit",
   }).spawn();
   const lines = child.stdout.pipeThrough(new TextDecoderStream())[Symbol.asyncIterator]();
   let buffer = "";
-  const nextLine = async (): Promise<string> => {
+  const nextLine = async (expected: string): Promise<string[]> => {
     while (!buffer.includes("\n")) {
       const { value, done } = await lines.next();
       if (done) throw new Error(`${impl} worker ended early`);
       buffer += value;
     }
     const i = buffer.indexOf("\n");
-    const line = buffer.slice(0, i);
+    const line = buffer.slice(0, i).split(" ");
     buffer = buffer.slice(i + 1);
+    if (line[0] !== expected) throw new Error(`${impl} worker: expected ${expected}, got ${line.join(" ")}`);
     return line;
   };
-  const synced = (await nextLine()).split(" ");
-  if (synced[0] !== "SYNCED") throw new Error(`unexpected ${synced.join(" ")}`);
+  const finished = async () => {
+    if (!(await child.status).success) throw new Error(`${impl} worker failed`);
+  };
+  return { nextLine, finished };
+}
+
+async function runWorker(
+  impl: string,
+  args: string[],
+  write: () => Promise<void>,
+): Promise<Measurement> {
+  const worker = startWorker(impl, args);
+  const synced = await worker.nextLine("SYNCED");
   await write();
-  const done = (await nextLine()).split(" ");
-  if (done[0] !== "UPDATED") throw new Error(`unexpected ${done.join(" ")}`);
-  const status = await child.status;
-  if (!status.success) throw new Error(`${impl} worker failed`);
+  const done = await worker.nextLine("UPDATED");
+  await worker.finished();
   return {
     syncMs: Number(synced[1]),
     syncRss: Number(synced[2]),
@@ -80,6 +76,16 @@ async function runWorker(
     rss: Number(done[2]),
     heap: Number(done[3]),
   };
+}
+
+/** The floor: one unpaged list request plus JSON.parse, and the runtime's RSS before it. */
+async function runFloor(
+  args: string[],
+): Promise<{ listMs: number; firstRequestMs: number; idleRss: number }> {
+  const worker = startWorker("floor", args);
+  const line = await worker.nextLine("FLOOR");
+  await worker.finished();
+  return { listMs: Number(line[1]), firstRequestMs: Number(line[2]), idleRss: Number(line[3]) };
 }
 
 async function pool<T>(items: T[], concurrency: number, fn: (item: T) => Promise<unknown>): Promise<void> {
@@ -133,17 +139,15 @@ export async function benchInformer(args: string[]): Promise<void> {
 
     let round = 0;
     const results: Record<string, Measurement[]> = { kubeocean: [], "client-node": [] };
+    const floors: Awaited<ReturnType<typeof runFloor>>[] = [];
+    const args = (r: number) => [cluster.kubeconfig, ns, String(objects), String(updates), String(r)];
     for (const pass of [1, 2]) {
       for (const impl of ["client-node", "kubeocean"]) {
         round++;
         const r = round;
         const m = await runWorker(
           impl,
-          cluster.kubeconfig,
-          ns,
-          objects,
-          updates,
-          r,
+          args(r),
           () =>
             pool(
               names.slice(0, updates),
@@ -157,6 +161,12 @@ export async function benchInformer(args: string[]): Promise<void> {
         );
         results[impl].push(m);
       }
+      const floor = await runFloor(args(0));
+      log(
+        `pass ${pass} floor: first request ${floor.firstRequestMs} ms, then one unpaged list ${floor.listMs} ms ` +
+          `(rss before it ${mb(floor.idleRss)})`,
+      );
+      floors.push(floor);
     }
     client.close();
     const best = (impl: string) => ({
@@ -185,6 +195,14 @@ export async function benchInformer(args: string[]): Promise<void> {
       `after updates: rss kubeocean ${mb(ours.rss)}, client-node ${mb(theirs.rss)}; heap kubeocean ${
         mb(ours.heap)
       }, client-node ${mb(theirs.heap)}`,
+    );
+    const floorList = Math.min(...floors.map((f) => f.listMs));
+    const floorFirst = Math.min(...floors.map((f) => f.firstRequestMs));
+    const floorRss = Math.min(...floors.map((f) => f.idleRss));
+    console.log(
+      `floor (same runtime, no store): config + first request ${floorFirst} ms + one unpaged list with JSON.parse ${floorList} ms ` +
+        `= ${((floorFirst + floorList) / theirs.syncMs).toFixed(2)} of client-node's time; ` +
+        `rss before listing ${mb(floorRss)} = ${(floorRss / theirs.rss).toFixed(2)} of client-node's rss`,
     );
     console.log(
       `informer: time ratio ${(ours.syncMs / theirs.syncMs).toFixed(2)}, rss ratio ${

@@ -1,11 +1,12 @@
 /**
  * One side of `deno task bench informer`, run in its own process so its memory is measured alone:
  * syncs a ConfigMap informer (ours or `@kubernetes/client-node`'s), reports, then waits until it
- * has seen every update of the round.
+ * has seen every update of the round; or (`floor`) measures what any client pays at least.
  *
  * Protocol on standard output: `SYNCED <ms> <rss> <heapUsed>` once the informer holds every
  * object; `UPDATED <ms> <rss> <heapUsed>` once it has seen `updates` objects with `data.round`
- * equal to `round` (the parent writes them after SYNCED).
+ * equal to `round` (the parent writes them after SYNCED). `floor` prints only
+ * `FLOOR <list ms> <ms to load the config and send one small request> <rss before the list>`.
  *
  * @module
  */
@@ -86,6 +87,32 @@ if (impl === "kubeocean") {
   await updated;
   console.log(`UPDATED ${Math.round(performance.now() - syncedAt)} ${memory()}`);
   await informer.stop();
+} else if (impl === "floor") {
+  // What any client pays at least: one unpaged list request and JSON.parse, nothing stored. Its
+  // memory before the list is the runtime's own (imports, one TLS connection).
+  const warm = performance.now();
+  const client = await KubeClient.load({ kubeconfig, qps: 0 });
+  const namespaces = client.resource<KubeObject>({
+    group: "",
+    version: "v1",
+    kind: "Namespace",
+    plural: "namespaces",
+    namespaced: false,
+  });
+  await namespaces.get(namespace);
+  const firstRequestMs = performance.now() - warm;
+  const idleRss = Deno.memoryUsage().rss;
+  const listed = performance.now();
+  const list = await client.resource<KubeObject>({
+    group: "",
+    version: "v1",
+    kind: "ConfigMap",
+    plural: "configmaps",
+    namespaced: true,
+  }, namespace).list();
+  if (list.items.length < expected) throw new Error(`listed ${list.items.length} objects`);
+  console.log(`FLOOR ${Math.round(performance.now() - listed)} ${Math.round(firstRequestMs)} ${idleRss}`);
+  client.close();
 } else {
   throw new Error(`unknown implementation ${impl}`);
 }

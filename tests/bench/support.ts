@@ -176,3 +176,38 @@ export function percentile(values: number[], p: number): number {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
 }
+
+/** Write requests an API server has answered, by `VERB resource[/subresource]`. */
+export type WriteCounts = Map<string, number>;
+
+const WRITE_VERBS = new Set(["POST", "PUT", "PATCH", "APPLY", "DELETE", "DELETECOLLECTION"]);
+
+/** Reads the API server's `apiserver_request_total` (any code) and sums the writes per verb and resource. */
+export async function apiWrites(client: KubeClient): Promise<WriteCounts> {
+  const text = await client.transport.request<string>({
+    method: "GET",
+    path: "/metrics",
+    accept: "text/plain",
+  });
+  const counts: WriteCounts = new Map();
+  for (const line of String(text).split("\n")) {
+    if (!line.startsWith("apiserver_request_total{")) continue;
+    const labels = Object.fromEntries(
+      [...line.matchAll(/(\w+)="([^"]*)"/g)].map((m) => [m[1], m[2]]),
+    );
+    if (!WRITE_VERBS.has(labels.verb)) continue;
+    const key = `${labels.verb} ${labels.resource}${labels.subresource ? "/" + labels.subresource : ""}`;
+    counts.set(key, (counts.get(key) ?? 0) + Number(line.slice(line.lastIndexOf(" ") + 1)));
+  }
+  return counts;
+}
+
+/** The writes between two readings, largest first, and their total. */
+export function writesBetween(before: WriteCounts, after: WriteCounts): { total: number; top: string } {
+  const diff = [...after].map(([key, n]) => [key, n - (before.get(key) ?? 0)] as const).filter(([, n]) =>
+    n > 0
+  )
+    .sort((a, b) => b[1] - a[1]);
+  const total = diff.reduce((sum, [, n]) => sum + n, 0);
+  return { total, top: diff.slice(0, 6).map(([key, n]) => `${key} ${n}`).join(", ") };
+}

@@ -2,7 +2,8 @@
  * `deno task bench sync [--pods 1000] [--nodes 10] [--direct-scheduling]`: a Deployment through
  * Kubeocean until every pod is Running in the computing cluster, against the same Deployment
  * created directly in the worker until Running (same kwok set-up, same run); per-hop latencies
- * measured from both sides' watch streams; the syncer's RSS (it runs as its own process).
+ * measured from both sides' watch streams; the syncer's RSS (it runs as its own process); the write
+ * requests each API server answered in each phase (from its `apiserver_request_total`).
  * `--direct-scheduling` sets the binding's directScheduling (twins bypass the worker's scheduler).
  *
  * Last line: `sync: ratio X, create p99 Y ms, status p99 Z ms`.
@@ -19,6 +20,7 @@ import { KubeoceanIoV1beta1Api } from "../../apis/kubeocean.io/v1beta1/mod.ts";
 import type { KubeClient } from "../../toolkit/client/client.ts";
 import { connect, eventually } from "../../toolkit/envtest/testing.ts";
 import {
+  apiWrites,
   bindForBench,
   busyShare,
   machineCpu,
@@ -26,6 +28,7 @@ import {
   percentile,
   startEnvironment,
   SyncerProcess,
+  writesBetween,
 } from "./support.ts";
 
 function deployment(name: string, replicas: number, virtual: boolean) {
@@ -135,6 +138,7 @@ export async function benchSync(args: string[]): Promise<void> {
 
     // Baseline: straight into the worker.
     await new CoreV1Api(worker).namespaces().create({ metadata: { name: "direct" } });
+    const baselineWrites = await apiWrites(worker);
     const baseline = await timeUntilRunning(
       worker,
       "direct",
@@ -148,6 +152,8 @@ export async function benchSync(args: string[]): Promise<void> {
         (baselineMs / 1000).toFixed(2)
       } s, machine CPU ${(baseline.busy * 100).toFixed(0)} % busy`,
     );
+    const baselineWritten = writesBetween(baselineWrites, await apiWrites(worker));
+    console.log(`    API writes, worker: ${baselineWritten.total} (${baselineWritten.top})`);
     await new AppsV1Api(worker).deployments("direct").delete("direct", { propagationPolicy: "Foreground" });
     await new CoreV1Api(worker).pods("direct").deleteCollection({ gracePeriodSeconds: 0 });
     await eventually(
@@ -173,6 +179,7 @@ export async function benchSync(args: string[]): Promise<void> {
       if (twin.status?.phase === "Running" && !twinRunning.has(uid)) twinRunning.set(uid, at);
     });
     const cpuBefore = await syncer.cpuSeconds();
+    const writesBefore = { computing: await apiWrites(computing), worker: await apiWrites(worker) };
     const synced = await timeUntilRunning(
       computing,
       "default",
@@ -187,6 +194,10 @@ export async function benchSync(args: string[]): Promise<void> {
       },
     );
     twinStop.abort();
+    const written = {
+      computing: writesBetween(writesBefore.computing, await apiWrites(computing)),
+      worker: writesBetween(writesBefore.worker, await apiWrites(worker)),
+    };
     const syncedMs = synced.ms;
     const rss = await syncer.rssMiB();
     const cpu = await syncer.cpuSeconds() - cpuBefore;
@@ -194,6 +205,13 @@ export async function benchSync(args: string[]): Promise<void> {
       `  kubeocean: ${replicas} pods Running in the computing cluster in ${
         (syncedMs / 1000).toFixed(2)
       } s, machine CPU ${(synced.busy * 100).toFixed(0)} % busy`,
+    );
+    console.log(`    API writes, computing: ${written.computing.total} (${written.computing.top})`);
+    console.log(`    API writes, worker: ${written.worker.total} (${written.worker.top})`);
+    console.log(
+      `    API writes through Kubeocean / baseline: ${
+        ((written.computing.total + written.worker.total) / baselineWritten.total).toFixed(2)
+      } (both API servers share this machine's cores)`,
     );
     const create = [...twinCreated].filter(([uid]) => bound.has(uid)).map(([uid, at]) =>
       at - bound.get(uid)!
