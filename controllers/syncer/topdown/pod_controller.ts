@@ -52,6 +52,12 @@ export function podController(ctx: SyncerContext, deps: Dependencies): Controlle
   const warned = new Set<string>();
   const runningSeen = new Set<string>();
   /**
+   * Virtual pods whose deletion we completed (`namespace/name` → UID): the update that removed our
+   * finalizer still reaches the queue after the pod is gone, and must not send the final delete
+   * again.
+   */
+  const completed = new Map<string, string>();
+  /**
    * Our last write to each virtual pod (by UID): what it said and the resourceVersion it was based
    * on. Until the cache moves past that version, the cache cannot show the write yet, and the same
    * write is not sent again.
@@ -112,11 +118,15 @@ export function podController(ctx: SyncerContext, deps: Dependencies): Controlle
       const pod = rc.object;
       if (!binding) return Action.done();
       if (!pod) {
+        completed.delete(`${ref.namespace}/${ref.name}`);
         await deleteTwinsOf(`${ref.namespace}/${ref.name}`);
         return Action.done();
       }
       const hasFinalizer = pod.metadata?.finalizers?.includes(FINALIZER_TWIN) ?? false;
       if (!ours(pod) && !hasFinalizer) return Action.done();
+      if (!hasFinalizer && completed.get(`${ref.namespace}/${ref.name}`) === pod.metadata?.uid) {
+        return Action.done();
+      }
       // Twins of an earlier pod of the same name (never adopted, never left behind).
       await deleteTwinsOf(`${ref.namespace}/${ref.name}`);
       const name = await twinName(pod.metadata!.namespace!, pod.metadata!.name!, pod.metadata!.uid!);
@@ -152,6 +162,7 @@ export function podController(ctx: SyncerContext, deps: Dependencies): Controlle
           }
         }
         await completeDeletion(pod);
+        completed.set(`${ref.namespace}/${ref.name}`, pod.metadata!.uid!);
         runningSeen.delete(key);
         warned.delete(key);
         lastWrite.delete(pod.metadata!.uid!);
