@@ -2,8 +2,10 @@
  * `deno task bench sync [--pods 1000] [--nodes 10] [--direct-scheduling]`: a Deployment through
  * Kubeocean until every pod is Running in the computing cluster, against the same Deployment
  * created directly in the worker until Running (same kwok set-up, same run); per-hop latencies
- * measured from both sides' watch streams; the syncer's RSS (it runs as its own process); the write
- * requests each API server answered in each phase (from its `apiserver_request_total`).
+ * measured from both sides' watch streams (bound → twin created, twin Running → virtual pod
+ * Running, and after scaling to 0, virtual pod deleted → twin gone); the syncer's RSS (it runs as
+ * its own process); the write requests each API server answered in each phase (from its
+ * `apiserver_request_total`).
  * `--direct-scheduling` sets the binding's directScheduling (twins bypass the worker's scheduler).
  *
  * Last line: `sync: ratio X, create p99 Y ms, status p99 Z ms`.
@@ -167,6 +169,7 @@ export async function benchSync(args: string[]): Promise<void> {
     const virtualRunning = new Map<string, number>();
     const twinCreated = new Map<string, number>();
     const twinRunning = new Map<string, number>();
+    const twinGone = new Map<string, number>();
     const twinStop = new AbortController();
     await observeChanges(new CoreV1Api(worker).pods("kubeocean-worker"), { signal: twinStop.signal }, (
       type,
@@ -174,7 +177,11 @@ export async function benchSync(args: string[]): Promise<void> {
       at,
     ) => {
       const uid = twin.metadata?.annotations?.["kubeocean.io/virtual-pod-uid"];
-      if (!uid || type === "Delete") return;
+      if (!uid) return;
+      if (type === "Delete") {
+        twinGone.set(uid, at);
+        return;
+      }
       if (!twinCreated.has(uid)) twinCreated.set(uid, at);
       if (twin.status?.phase === "Running" && !twinRunning.has(uid)) twinRunning.set(uid, at);
     });
@@ -193,7 +200,6 @@ export async function benchSync(args: string[]): Promise<void> {
         if (pod.status?.phase === "Running" && !virtualRunning.has(uid)) virtualRunning.set(uid, at);
       },
     );
-    twinStop.abort();
     const written = {
       computing: writesBetween(writesBefore.computing, await apiWrites(computing)),
       worker: writesBetween(writesBefore.worker, await apiWrites(worker)),
@@ -223,6 +229,40 @@ export async function benchSync(args: string[]): Promise<void> {
       `p50 ${percentile(xs, 50).toFixed(0)} ms, p99 ${percentile(xs, 99).toFixed(0)} ms (n=${xs.length})`;
     console.log(`  hop bound → twin created:   ${fmt(create)}`);
     console.log(`  hop twin Running → Running: ${fmt(status)}`);
+
+    // The third hop: the Deployment scaled to 0, each virtual pod's deletion → its twin gone.
+    const deletingAt = new Map<string, number>();
+    const virtualGone = new Set<string>();
+    const allGone = Promise.withResolvers<void>();
+    const deletionStop = new AbortController();
+    await observeChanges(new CoreV1Api(computing).pods("default"), { signal: deletionStop.signal }, (
+      type,
+      pod,
+      at,
+    ) => {
+      const uid = pod.metadata!.uid!;
+      if (pod.metadata?.deletionTimestamp && !deletingAt.has(uid)) deletingAt.set(uid, at);
+      if (type === "Delete") virtualGone.add(uid);
+      if (virtualGone.size >= replicas) allGone.resolve();
+    });
+    const deletionWrites = { computing: await apiWrites(computing), worker: await apiWrites(worker) };
+    const scaledAt = performance.now();
+    await new AppsV1Api(computing).deployments("default").patch("synced", { spec: { replicas: 0 } }, {
+      type: "merge",
+    });
+    await allGone.promise;
+    const goneMs = performance.now() - scaledAt;
+    deletionStop.abort();
+    twinStop.abort();
+    const deleted = [...twinGone].filter(([uid]) => deletingAt.has(uid)).map(([uid, at]) =>
+      at - deletingAt.get(uid)!
+    );
+    console.log(`  scaled to 0: ${replicas} virtual pods gone in ${(goneMs / 1000).toFixed(2)} s`);
+    for (const [name, client] of [["computing", computing], ["worker", worker]] as const) {
+      const w = writesBetween(deletionWrites[name], await apiWrites(client));
+      console.log(`    API writes, ${name}: ${w.total} (${w.top})`);
+    }
+    console.log(`  hop deleted → twin gone:    ${fmt(deleted)}`);
     console.log(`  syncer RSS ${rss.toFixed(0)} MiB, CPU ${cpu.toFixed(1)} s while syncing`);
     const ratio = syncedMs / baselineMs;
     console.log(
