@@ -177,7 +177,7 @@ export function percentile(values: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
 }
 
-/** Write requests an API server has answered, by `VERB resource[/subresource]`. */
+/** Write requests an API server has answered, by `VERB resource[/subresource]` (failed ones by code too). */
 export type WriteCounts = Map<string, number>;
 
 const WRITE_VERBS = new Set(["POST", "PUT", "PATCH", "APPLY", "DELETE", "DELETECOLLECTION"]);
@@ -196,7 +196,9 @@ export async function apiWrites(client: KubeClient): Promise<WriteCounts> {
       [...line.matchAll(/(\w+)="([^"]*)"/g)].map((m) => [m[1], m[2]]),
     );
     if (!WRITE_VERBS.has(labels.verb)) continue;
-    const key = `${labels.verb} ${labels.resource}${labels.subresource ? "/" + labels.subresource : ""}`;
+    const request = `${labels.verb} ${labels.resource}${labels.subresource ? "/" + labels.subresource : ""}`;
+    // Writes that failed are listed apart, with their code: a controller's wasted requests show.
+    const key = labels.code.startsWith("2") ? request : `${request} → ${labels.code}`;
     counts.set(key, (counts.get(key) ?? 0) + Number(line.slice(line.lastIndexOf(" ") + 1)));
   }
   return counts;
