@@ -87,6 +87,25 @@ export function startSyncer(
   }).start();
 }
 
+/**
+ * What a syncer is waiting for, to explain a test that timed out: its caches that have not listed
+ * yet and the last error of each cache that had one.
+ */
+export function describeSyncer(syncer: Syncer | undefined): string {
+  if (!syncer) return "not running";
+  const caches = [
+    ...syncer.ctx.virtualInformers.informers.map((i) => ({ side: "computing", i })),
+    ...syncer.ctx.physicalInformers.informers.map((i) => ({ side: "worker", i })),
+  ].map(({ side, i }) => ({
+    name: `${side} ${i.client.descriptor.plural}`,
+    ready: i.store.isReady,
+    error: i.lastError ? `${i.lastError.error.message} at ${i.lastError.at.toISOString()}` : undefined,
+  }));
+  const waiting = caches.filter((c) => !c.ready).map((c) => c.name);
+  const errors = caches.filter((c) => c.error).map((c) => `${c.name}: ${c.error}`);
+  return `caches not listed: ${waiting.join(", ") || "none"}; last errors: ${errors.join("; ") || "none"}`;
+}
+
 /** Creates or replaces a ResourceLeasingPolicy in the worker. */
 export async function applyPolicy(
   worker: KubeClient,

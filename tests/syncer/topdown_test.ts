@@ -15,7 +15,7 @@ import type { Syncer } from "../../controllers/syncer/syncer.ts";
 import type { KubeClient } from "../../toolkit/client/client.ts";
 import { isNotFound } from "../../toolkit/client/errors.ts";
 import { connect, envTest, eventually } from "../../toolkit/envtest/testing.ts";
-import { applyPolicy, bindWorker, type BoundWorker, startSyncer } from "./fixture.ts";
+import { applyPolicy, bindWorker, type BoundWorker, describeSyncer, startSyncer } from "./fixture.ts";
 
 const NS = "kubeocean-worker";
 const MANAGED = "kubeocean.io/managed-by=kubeocean";
@@ -536,6 +536,10 @@ envTest("syncer top-down: pods and dependencies flow to two workers, status flow
         await eventually("300 Running", async () => running(await virtualPods("burst")).length === 300, {
           timeoutMs: 240_000,
           intervalMs: 1_000,
+        }).catch((err) => {
+          // Say what the restarted syncers wait for (seen once: no twin created after the restart).
+          const states = syncers.map((s, i) => `syncer ${i + 1}: ${describeSyncer(s)}`).join("\n");
+          throw new Error(`${err.message}\n${states}`);
         });
         await assertOneTwinEach("burst");
         const twins = (await allTwins()).filter((p) => p.metadata!.labels!.app === "burst");
