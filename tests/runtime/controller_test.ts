@@ -8,6 +8,7 @@ import { Action, ControllerBuilder } from "../../toolkit/runtime/controller.ts";
 import { EventRecorder } from "../../toolkit/runtime/events.ts";
 import { withFinalizer } from "../../toolkit/runtime/finalizer.ts";
 import { HealthChecks } from "../../toolkit/runtime/health.ts";
+import { Informer } from "../../toolkit/runtime/informer.ts";
 import { Logger } from "../../toolkit/runtime/log.ts";
 import { RuntimeMetrics, serveMetrics } from "../../toolkit/runtime/metrics.ts";
 import { generationChanged } from "../../toolkit/runtime/predicates.ts";
@@ -238,6 +239,50 @@ envTest("controller runtime against a real API server", { clusters: [{ name: "ct
       stop.abort();
       await run;
       limited.close();
+    });
+
+    await t.step("workers wait for the caches a controller requires, and then drop no key", async () => {
+      const { kubeconfig } = await cluster.addUser("gated");
+      const gated = await KubeClient.load({ kubeconfig });
+      const grant = async (name: string, resource: string) => {
+        await client.resource<KubeObject>(ROLES, ns).create({
+          metadata: { name },
+          rules: [{ apiGroups: [""], resources: [resource], verbs: ["get", "list", "watch"] }],
+        } as KubeObject);
+        await client.resource<KubeObject>(ROLEBINDINGS, ns).create({
+          metadata: { name },
+          roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name },
+          subjects: [{ apiGroup: "rbac.authorization.k8s.io", kind: "User", name: "gated" }],
+        } as KubeObject);
+      };
+      await grant("gated-configmaps", "configmaps");
+      await cms.create({ metadata: { name: "waits-for-settings" } });
+      // The required cache (Secrets) cannot list until access is granted.
+      const settings = new Informer(gated.resource<KubeObject>(SECRETS, ns), {
+        backoff: { next: () => 100, reset: () => {} },
+      });
+      const seen: { key: string; settingsListed: boolean }[] = [];
+      const stop = new AbortController();
+      const controller = new ControllerBuilder(gated.resource<ConfigMap>(CONFIGMAPS, ns), { name: "gated" })
+        .requires(settings)
+        .build((ref) => {
+          seen.push({ key: `${ref.namespace}/${ref.name}`, settingsListed: settings.store.isReady });
+          return Promise.resolve(Action.done());
+        });
+      const run = controller.run(stop.signal);
+      await eventually("the required cache is refused", () => settings.lastError !== undefined);
+      await new Promise((r) => setTimeout(r, 1_000));
+      assert.equal(seen.length, 0, "no reconcile before the required cache listed");
+      await grant("gated-secrets", "secrets");
+      await eventually("reconciled once the required cache listed", () => seen.length > 0, {
+        timeoutMs: 20_000,
+      });
+      assert.ok(seen.some((s) => s.key === `${ns}/waits-for-settings`), "the key queued meanwhile is kept");
+      assert.ok(seen.every((s) => s.settingsListed), "every reconcile saw the required cache listed");
+      stop.abort();
+      await run;
+      await settings.stop();
+      gated.close();
     });
 
     await t.step(

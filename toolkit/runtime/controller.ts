@@ -92,6 +92,12 @@ export interface ControllerOptions extends InformerOptions {
   queue?: WorkQueue<string>;
 }
 
+/** A cache a reconciler reads: {@linkcode Informer} fits. */
+export interface RequiredCache {
+  start(): unknown;
+  ready(signal?: AbortSignal): Promise<void>;
+}
+
 interface Trigger {
   client: ResourceClient<KubeObject>;
   options: InformerOptions;
@@ -104,6 +110,7 @@ export class ControllerBuilder<T extends KubeObject> {
   readonly #triggers: Trigger[] = [];
   readonly #streams: AsyncIterable<ObjectRef>[] = [];
   readonly #primaryPredicates: Predicate<T>[] = [];
+  readonly #required: RequiredCache[] = [];
 
   constructor(readonly primary: ResourceClient<T>, readonly options: ControllerOptions) {}
 
@@ -160,6 +167,16 @@ export class ControllerBuilder<T extends KubeObject> {
     return this;
   }
 
+  /**
+   * Caches the reconciler reads without reacting to their changes (a configuration object, say):
+   * workers start only once these have listed too, so that no reconcile takes "not listed yet"
+   * for "absent" and drops its key. Each is started if nobody started it.
+   */
+  requires(...caches: RequiredCache[]): this {
+    this.#required.push(...caches);
+    return this;
+  }
+
   /** Builds the controller. */
   build(
     reconcile: Reconciler<T>,
@@ -177,6 +194,7 @@ export class ControllerBuilder<T extends KubeObject> {
       this.#streams,
       reconcile,
       errorPolicy,
+      this.#required,
     );
   }
 }
@@ -194,6 +212,7 @@ export class Controller<T extends KubeObject> {
     readonly streams: readonly AsyncIterable<ObjectRef>[],
     readonly reconcile: Reconciler<T>,
     readonly errorPolicy: ErrorPolicy<T>,
+    readonly required: readonly RequiredCache[] = [],
   ) {
     this.log = (options.logger ?? silentLogger).with({ controller: options.name });
     this.queue = options.queue ??
@@ -212,7 +231,8 @@ export class Controller<T extends KubeObject> {
   }
 
   /**
-   * Runs until `signal` aborts: waits until every cache has listed once, then reconciles with
+   * Runs until `signal` aborts: waits until every cache (its triggers' and those it
+   * {@linkcode ControllerBuilder.requires}) has listed once, then reconciles with
    * bounded concurrency. On abort it stops taking keys and lets in-flight reconciles finish.
    */
   async run(signal: AbortSignal): Promise<void> {
@@ -244,7 +264,8 @@ export class Controller<T extends KubeObject> {
 
     const drain = new AbortController();
     try {
-      await Promise.all(informers.map((i) => i.ready(signal)));
+      for (const cache of this.required) cache.start();
+      await Promise.all([...informers, ...this.required].map((i) => i.ready(signal)));
       this.log.info("caches synced, starting workers", { concurrency: this.options.concurrency ?? 1 });
       const workers = Array.from({ length: this.options.concurrency ?? 1 }, () => this.#worker(drain.signal));
       await new Promise<void>((resolve) => {

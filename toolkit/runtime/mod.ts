@@ -22,6 +22,7 @@ export {
   type ErrorPolicy,
   type ReconcileContext,
   type Reconciler,
+  type RequiredCache,
 } from "./controller.ts";
 export {
   EVENT_DESCRIPTOR,
