@@ -15,7 +15,14 @@ import type { Syncer } from "../../controllers/syncer/syncer.ts";
 import type { KubeClient } from "../../toolkit/client/client.ts";
 import { isNotFound } from "../../toolkit/client/errors.ts";
 import { connect, envTest, eventually } from "../../toolkit/envtest/testing.ts";
-import { applyPolicy, bindWorker, type BoundWorker, describeSyncer, startSyncer } from "./fixture.ts";
+import {
+  applyPolicy,
+  bindWorker,
+  type BoundWorker,
+  describeSyncer,
+  startSyncer,
+  withSlowBindingList,
+} from "./fixture.ts";
 
 const NS = "kubeocean-worker";
 const MANAGED = "kubeocean.io/managed-by=kubeocean";
@@ -546,6 +553,32 @@ envTest("syncer top-down: pods and dependencies flow to two workers, status flow
         assert.equal(twins.length, 300, "no orphan twins");
         const burstPods = await virtualPods("burst");
         assert.equal(burstPods.length, 300, "no failed or extra virtual pods");
+      },
+    );
+
+    await t.step(
+      "restarted while its binding lists slowly → pods bound meanwhile still get their twins",
+      async () => {
+        await stopAll();
+        await apps.deployments("default").create({
+          metadata: { name: "late" },
+          spec: { replicas: 20, selector: { matchLabels: { app: "late" } }, template: template("late") },
+        } as never);
+        await eventually(
+          "20 pods bound while no syncer runs",
+          async () => (await virtualPods("late")).filter((p) => p.spec?.nodeName).length === 20,
+          { timeoutMs: 30_000 },
+        );
+        // The pods' caches list at once, the binding 3 s later: a reconcile in between must not
+        // take the binding for gone (the pods would then wait for the 5-minute resync).
+        for (const [i, b] of bound.entries()) {
+          syncers[i] = startSyncer(withSlowBindingList(computing, 3_000), b);
+        }
+        await eventually("20 Running", async () => running(await virtualPods("late")).length === 20, {
+          timeoutMs: 60_000,
+          intervalMs: 500,
+        });
+        await assertOneTwinEach("late");
       },
     );
   } finally {

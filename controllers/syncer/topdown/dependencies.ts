@@ -396,6 +396,8 @@ export class Dependencies {
       labelSelector,
       informers: (t) => ctx.informersFor(t),
     })
+      // Reconciles read the binding: without it listed they would drop their keys.
+      .requires(ctx.bindingInformer)
       // A twin going away may leave a claim unused (claim copies are few).
       .watches(
         ctx.physicalPods,
@@ -518,6 +520,8 @@ export class Dependencies {
       labelSelector: `${syncedByLabel(ctx.config.clusterID)}=true`,
       informers: (t) => ctx.informersFor(t),
     })
+      // Reconciles read the binding: without it listed they would drop their keys.
+      .requires(ctx.bindingInformer)
       // When twins change, their dependencies may have become unused.
       .watches(
         ctx.physicalPods,
@@ -592,6 +596,8 @@ export class Dependencies {
       labelSelector: `${LABEL_SA_TOKEN}=true,${LABEL_CLUSTER_BINDING}=${ctx.config.bindingName}`,
       informers: (t) => ctx.informersFor(t),
     })
+      // Reconciles read the binding: without it listed they would drop their keys.
+      .requires(ctx.bindingInformer)
       // A twin going away may leave its token unused: look at the token Secrets it mounted.
       .watches(ctx.physicalPods, (twin) =>
         (twin.spec?.volumes ?? [])

@@ -85,6 +85,9 @@ export function podController(ctx: SyncerContext, deps: Dependencies): Controlle
     informers: (t) => ctx.informersFor(t),
     indexers: { [BY_NODE]: (p: Pod) => [p.spec?.nodeName ?? ""] },
   })
+    // Reconciles read the binding: a pod reconciled before it is listed would be dropped until
+    // the next resync (seen as a stall after a restart during a burst).
+    .requires(ctx.bindingInformer)
     // Until the virtual nodes have been listed, `ours` cannot tell: let every pod through (the
     // reconciler runs only once every cache is synced and checks again). Otherwise a pod listed
     // before its node would be dropped for good, since a pod bound earlier may never change again.
