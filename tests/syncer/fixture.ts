@@ -13,8 +13,7 @@ import { bind } from "../../controllers/bind/bind.ts";
 import { kubeconfigFromSecret, workerClient } from "../../controllers/manager/worker_access.ts";
 import { Syncer, type SyncerOptions } from "../../controllers/syncer/syncer.ts";
 import type { Clock } from "../../controllers/syncer/context.ts";
-import { KubeClient } from "../../toolkit/client/client.ts";
-import type { RequestOptions, Transport } from "../../toolkit/client/transport.ts";
+import type { KubeClient } from "../../toolkit/client/client.ts";
 import { isNotFound } from "../../toolkit/client/errors.ts";
 import { Logger } from "../../toolkit/runtime/log.ts";
 
@@ -86,27 +85,6 @@ export function startSyncer(
     log: new Logger({ level: Deno.env.get("KUBEOCEAN_TEST_VERBOSE") ? "debug" : "error" }),
     ...options,
   }).start();
-}
-
-/**
- * `computing` as a syncer sees it when its ClusterBinding list is slow (a busy API server): every
- * list of ClusterBindings is answered `delayMs` late; all else passes. Closing it leaves
- * `computing` open.
- */
-export function withSlowBindingList(computing: KubeClient, delayMs: number): KubeClient {
-  const inner = computing.transport;
-  const slow: Transport = {
-    config: inner.config,
-    async request<T>(options: RequestOptions): Promise<T> {
-      if (options.method === "GET" && options.path.endsWith("/clusterbindings") && !options.query?.watch) {
-        await new Promise((r) => setTimeout(r, delayMs));
-      }
-      return await inner.request<T>(options);
-    },
-    stream: (options) => inner.stream(options),
-    close: () => {},
-  };
-  return new KubeClient(slow);
 }
 
 /**

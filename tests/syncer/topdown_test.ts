@@ -14,15 +14,8 @@ import { virtualNodeName } from "../../controllers/syncer/bottomup/vnode.ts";
 import type { Syncer } from "../../controllers/syncer/syncer.ts";
 import type { KubeClient } from "../../toolkit/client/client.ts";
 import { isNotFound } from "../../toolkit/client/errors.ts";
-import { connect, envTest, eventually } from "../../toolkit/envtest/testing.ts";
-import {
-  applyPolicy,
-  bindWorker,
-  type BoundWorker,
-  describeSyncer,
-  startSyncer,
-  withSlowBindingList,
-} from "./fixture.ts";
+import { connect, envTest, eventually, withSlowLists } from "../../toolkit/envtest/testing.ts";
+import { applyPolicy, bindWorker, type BoundWorker, describeSyncer, startSyncer } from "./fixture.ts";
 
 const NS = "kubeocean-worker";
 const MANAGED = "kubeocean.io/managed-by=kubeocean";
@@ -572,7 +565,7 @@ envTest("syncer top-down: pods and dependencies flow to two workers, status flow
         // The pods' caches list at once, the binding 3 s later: a reconcile in between must not
         // take the binding for gone (the pods would then wait for the 5-minute resync).
         for (const [i, b] of bound.entries()) {
-          syncers[i] = startSyncer(withSlowBindingList(computing, 3_000), b);
+          syncers[i] = startSyncer(withSlowLists(computing, "clusterbindings", 3_000), b);
         }
         await eventually("20 Running", async () => running(await virtualPods("late")).length === 20, {
           timeoutMs: 60_000,

@@ -26,4 +26,4 @@ export {
 export { Environment, type EnvironmentOptions, type EnvironmentState, readState } from "./environment.ts";
 export type { ClusterPki, KeyPair } from "./pki.ts";
 export type { ProcessRecord } from "./process.ts";
-export { envTest, type EnvTestOptions, eventually } from "./testing.ts";
+export { envTest, type EnvTestOptions, eventually, withSlowLists } from "./testing.ts";

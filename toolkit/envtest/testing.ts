@@ -13,7 +13,7 @@
  */
 
 import { KubeClient } from "../client/client.ts";
-import type { TransportOptions } from "../client/transport.ts";
+import type { RequestOptions, Transport, TransportOptions } from "../client/transport.ts";
 import type { Cluster } from "./cluster.ts";
 import { Environment, type EnvironmentOptions } from "./environment.ts";
 
@@ -81,4 +81,25 @@ export async function eventually<T>(
 /** A toolkit client for `cluster` with its admin credentials (close it when done). */
 export async function connect(cluster: Cluster, options: TransportOptions = {}): Promise<KubeClient> {
   return await KubeClient.load({ kubeconfig: cluster.kubeconfig, ...options });
+}
+
+/**
+ * `client` as seen through a busy API server: every list of `plural` (any group, namespace or
+ * selector; not watches, not single objects) is answered `delayMs` late. For testing that a
+ * controller does not act on a cache that has not listed yet. Closing it leaves `client` open.
+ */
+export function withSlowLists(client: KubeClient, plural: string, delayMs: number): KubeClient {
+  const inner = client.transport;
+  const slow: Transport = {
+    config: inner.config,
+    async request<T>(options: RequestOptions): Promise<T> {
+      if (options.method === "GET" && options.path.endsWith(`/${plural}`) && !options.query?.watch) {
+        await new Promise((r) => setTimeout(r, delayMs));
+      }
+      return await inner.request<T>(options);
+    },
+    stream: (options) => inner.stream(options),
+    close: () => {},
+  };
+  return new KubeClient(slow);
 }
