@@ -62,7 +62,8 @@ export function clusterBindingController(
   })
     // A Secret change reconciles every binding that references it.
     .watches(secrets, (secret) => bindingsReferencing(secret))
-    .watchesStream(runner.changes);
+    .watchesStream(runner.changes)
+    .requires(...runner.caches);
 
   function bindingsReferencing(secret: Secret): ObjectRef[] {
     let store;

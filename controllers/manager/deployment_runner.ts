@@ -19,6 +19,7 @@ import type { KubeClient } from "../../toolkit/client/client.ts";
 import { isNotFound } from "../../toolkit/client/errors.ts";
 import type { KubeObject, ObjectRef } from "../../toolkit/client/resource.ts";
 import { Channel } from "../../toolkit/runtime/channel.ts";
+import type { RequiredCache } from "../../toolkit/runtime/controller.ts";
 import { Informer } from "../../toolkit/runtime/informer.ts";
 import type { Logger } from "../../toolkit/runtime/log.ts";
 import { applyObject, deleteObject } from "../common/apply.ts";
@@ -218,6 +219,11 @@ export class DeploymentRunner implements SyncerRunner {
         }
       }
     })();
+  }
+
+  /** The syncer Deployments `ensure` reads readiness from. */
+  get caches(): readonly RequiredCache[] {
+    return [this.#deployments];
   }
 
   get changes(): AsyncIterable<ObjectRef> {

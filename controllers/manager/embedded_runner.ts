@@ -39,6 +39,8 @@ export interface EmbeddedRunnerOptions {
 /** Runs syncers in-process. */
 export class EmbeddedRunner implements SyncerRunner {
   readonly mode = "embedded";
+  /** In-process syncers: nothing to list. */
+  readonly caches = [];
   readonly #running = new Map<string, Running>();
   readonly #changes = new Channel<ObjectRef>();
   #poll?: ReturnType<typeof setInterval>;

@@ -8,6 +8,7 @@
 
 import type { ClusterBinding } from "../../apis/kubeocean.io/v1beta1/mod.ts";
 import type { ObjectRef } from "../../toolkit/client/resource.ts";
+import type { RequiredCache } from "../../toolkit/runtime/controller.ts";
 
 /** Readiness of a binding's syncer. */
 export interface SyncerStatus {
@@ -24,6 +25,11 @@ export interface SyncerRunner {
   ensure(binding: ClusterBinding, kubeconfig: string, kubeconfigHash: string): Promise<SyncerStatus>;
   /** Removes what `ensure` created; resolves to true once nothing is left. */
   remove(binding: ClusterBinding): Promise<boolean>;
+  /**
+   * Caches `ensure` reads: the manager reconciles only once they have listed, so that a restarted
+   * manager does not report a running syncer as missing (a Ready binding flapping to Pending).
+   */
+  readonly caches: readonly RequiredCache[];
   /** Bindings whose syncer status changed (feeds the manager's work queue). */
   readonly changes: AsyncIterable<ObjectRef>;
   /** Stops every syncer (process shutdown). */

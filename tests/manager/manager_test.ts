@@ -19,7 +19,7 @@ import { ManagerMetrics } from "../../controllers/manager/metrics.ts";
 import { ApiError, isNotFound } from "../../toolkit/client/errors.ts";
 import { EventRecorder } from "../../toolkit/runtime/events.ts";
 import { Logger } from "../../toolkit/runtime/log.ts";
-import { connect, envTest, eventually } from "../../toolkit/envtest/testing.ts";
+import { connect, envTest, eventually, withSlowLists } from "../../toolkit/envtest/testing.ts";
 import { startSyncer } from "../syncer/fixture.ts";
 import { loadKubeconfigText } from "../../toolkit/client/kubeconfig.ts";
 import { KubeClient as Client } from "../../toolkit/client/client.ts";
@@ -41,9 +41,9 @@ envTest("manager: bind, failures and recovery, schema, rotation, deletion, least
   const deployments = new AppsV1Api(computing).deployments(SYSTEM);
   const log = quiet();
   const metrics = new ManagerMetrics();
-  const runner = new DeploymentRunner({ client: computing, namespace: SYSTEM, image: "kubeocean:test", log });
+  let runner = new DeploymentRunner({ client: computing, namespace: SYSTEM, image: "kubeocean:test", log });
   const recorder = new EventRecorder(computing.transport, { controller: "kubeocean.io/manager", log });
-  const stop = new AbortController();
+  let stop = new AbortController();
   let managerRun: Promise<void> | undefined;
   const get = (name: string) => bindings.get(name);
   const condition = (b: ClusterBinding, type: string) => b.status?.conditions?.find((c) => c.type === type);
@@ -259,6 +259,48 @@ envTest("manager: bind, failures and recovery, schema, rotation, deletion, least
       assert.ok(after.metadata!.generation! > before.metadata!.generation!);
       await phaseIs("worker", "Ready");
     });
+
+    await t.step(
+      "manager restarted while its Deployment cache lists slowly → the Ready binding stays Ready",
+      async () => {
+        await phaseIs("worker", "Ready");
+        stop.abort();
+        await managerRun;
+        await runner.stop();
+        const phases: string[] = [];
+        const watching = new AbortController();
+        const watched = (async () => {
+          for await (
+            const e of bindings.watch({
+              fieldSelector: "metadata.name=worker",
+              resourceVersion: (await get("worker")).metadata!.resourceVersion,
+              signal: watching.signal,
+            })
+          ) phases.push(e.object.status?.phase ?? "");
+        })().catch(() => {});
+        const syncs = async () => (await metrics.syncTotal.get()).values[0]?.value ?? 0;
+        const before = await syncs();
+        // A reconcile before the Deployments are listed would see no syncer and report Pending.
+        runner = new DeploymentRunner({
+          client: withSlowLists(computing, "deployments", 3_000),
+          namespace: SYSTEM,
+          image: "kubeocean:test",
+          log,
+        });
+        stop = new AbortController();
+        managerRun = clusterBindingController({ client: computing, runner, recorder, log, metrics }).run(
+          stop.signal,
+        );
+        await eventually("the restarted manager reconciled the binding", async () => await syncs() > before, {
+          timeoutMs: 30_000,
+        });
+        await new Promise((r) => setTimeout(r, 1_000));
+        watching.abort();
+        await watched;
+        assert.deepEqual(phases.filter((p) => p !== "Ready"), [], `phases seen: ${phases.join(", ")}`);
+        assert.equal((await get("worker")).status?.phase, "Ready");
+      },
+    );
 
     await t.step(
       "`kubectl auth can-i --list` as the worker ServiceAccount: no write outside the mount namespace but policy status and volume copies",
