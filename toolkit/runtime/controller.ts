@@ -231,7 +231,7 @@ export class Controller<T extends KubeObject> {
   }
 
   /**
-   * Runs until `signal` aborts: waits until every cache (its triggers' and those it
+   * Runs until `signal` aborts: waits until every cache (its triggers' and the ones given to
    * {@linkcode ControllerBuilder.requires}) has listed once, then reconciles with
    * bounded concurrency. On abort it stops taking keys and lets in-flight reconciles finish.
    */
