@@ -15,7 +15,14 @@ import type { Syncer } from "../../controllers/syncer/syncer.ts";
 import type { KubeClient } from "../../toolkit/client/client.ts";
 import { isNotFound } from "../../toolkit/client/errors.ts";
 import { connect, envTest, eventually, withSlowLists } from "../../toolkit/envtest/testing.ts";
-import { applyPolicy, bindWorker, type BoundWorker, describeSyncer, startSyncer } from "./fixture.ts";
+import {
+  applyPolicy,
+  bindWorker,
+  type BoundWorker,
+  describeSyncer,
+  spawnSyncer,
+  startSyncer,
+} from "./fixture.ts";
 
 const NS = "kubeocean-worker";
 const MANAGED = "kubeocean.io/managed-by=kubeocean";
@@ -523,7 +530,7 @@ envTest("syncer top-down: pods and dependencies flow to two workers, status flow
     );
 
     await t.step(
-      "syncers killed during a burst of 300 pods and restarted → no duplicates, no orphans, all Running",
+      "syncers stopped during a burst of 300 pods and restarted → no duplicates, no orphans, all Running",
       async () => {
         await apps.deployments("default").create({
           metadata: { name: "burst" },
@@ -572,6 +579,49 @@ envTest("syncer top-down: pods and dependencies flow to two workers, status flow
           intervalMs: 500,
         });
         await assertOneTwinEach("late");
+      },
+    );
+
+    await t.step(
+      "syncer processes SIGKILLed during a burst of 300 pods and restarted → no duplicates, no orphans, all Running",
+      async () => {
+        await stopAll();
+        const kubeconfig = env.cluster("computing").kubeconfig;
+        let processes = bound.map((b) => spawnSyncer(kubeconfig, b));
+        const twinsOfCrash = async () =>
+          (await allTwins()).filter((p) => p.metadata!.labels!.app === "crash");
+        try {
+          await apps.deployments("default").create({
+            metadata: { name: "crash" },
+            spec: { replicas: 300, selector: { matchLabels: { app: "crash" } }, template: template("crash") },
+          } as never);
+          await eventually("crash burst under way", async () => (await twinsOfCrash()).length >= 30, {
+            timeoutMs: 60_000,
+            intervalMs: 100,
+          });
+          // A crash: no drain, no lease release, writes cut off wherever they were.
+          for (const p of processes) p.kill("SIGKILL");
+          await Promise.all(processes.map((p) => p.status));
+          const atCrash = (await twinsOfCrash()).length;
+          assert.ok(atCrash < 300, `killed mid-burst (${atCrash} of 300 twins existed)`);
+          processes = bound.map((b) => spawnSyncer(kubeconfig, b));
+          await eventually("300 Running", async () => running(await virtualPods("crash")).length === 300, {
+            timeoutMs: 180_000,
+            intervalMs: 1_000,
+          });
+          await assertOneTwinEach("crash");
+          assert.equal((await twinsOfCrash()).length, 300, "no orphan twins");
+          assert.equal((await virtualPods("crash")).length, 300, "no failed or extra virtual pods");
+        } finally {
+          for (const p of processes) {
+            try {
+              p.kill("SIGTERM");
+            } catch {
+              // already ended
+            }
+            await p.status;
+          }
+        }
       },
     );
   } finally {
