@@ -92,7 +92,7 @@ export function startSyncer(
  * Starts `bound`'s syncer as its own process (`controllers/main.ts syncer`, as a Deployment runs
  * it), talking to the computing cluster with `kubeconfig`; kill it to play a crash.
  */
-export function spawnSyncer(kubeconfig: string, bound: BoundWorker): Deno.ChildProcess {
+export function spawnSyncer(kubeconfig: string, bound: BoundWorker, args: string[] = []): Deno.ChildProcess {
   const main = new URL("../../controllers/main.ts", import.meta.url).pathname;
   return new Deno.Command(Deno.execPath(), {
     args: [
@@ -110,6 +110,7 @@ export function spawnSyncer(kubeconfig: string, bound: BoundWorker): Deno.ChildP
       `127.0.0.1:${allocatePort()}`,
       "--log-level",
       Deno.env.get("KUBEOCEAN_TEST_VERBOSE") ? "debug" : "error",
+      ...args,
     ],
     stdout: "null",
     stderr: "inherit",

@@ -587,7 +587,9 @@ envTest("syncer top-down: pods and dependencies flow to two workers, status flow
       async () => {
         await stopAll();
         const kubeconfig = env.cluster("computing").kubeconfig;
-        let processes = bound.map((b) => spawnSyncer(kubeconfig, b));
+        // Worker writes held to 50/s, so that the burst lasts seconds and the kill lands inside it.
+        const slow = ["--physical-client-qps", "50", "--physical-client-burst", "10"];
+        let processes = bound.map((b) => spawnSyncer(kubeconfig, b, slow));
         const twinsOfCrash = async () =>
           (await allTwins()).filter((p) => p.metadata!.labels!.app === "crash");
         try {
