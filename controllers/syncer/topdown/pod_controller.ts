@@ -52,11 +52,12 @@ export function podController(ctx: SyncerContext, deps: Dependencies): Controlle
   const warned = new Set<string>();
   const runningSeen = new Set<string>();
   /**
-   * Virtual pods whose deletion we completed (`namespace/name` → UID): the update that removed our
-   * finalizer still reaches the queue after the pod is gone, and must not send the final delete
-   * again.
+   * Virtual pods whose deletion we completed (`namespace/name` → UID and the resourceVersion we
+   * acted on): the update that removed our finalizer still reaches the queue after the pod is gone
+   * and must not send the final delete again, and a reconcile that still sees the version we acted
+   * on (the cache has not caught up) must not remove the finalizer again.
    */
-  const completed = new Map<string, string>();
+  const completed = new Map<string, { uid: string; resourceVersion?: string }>();
   /**
    * Our last write to each virtual pod (by UID): what it said and the resourceVersion it was based
    * on. Until the cache moves past that version, the cache cannot show the write yet, and the same
@@ -127,8 +128,12 @@ export function podController(ctx: SyncerContext, deps: Dependencies): Controlle
       }
       const hasFinalizer = pod.metadata?.finalizers?.includes(FINALIZER_TWIN) ?? false;
       if (!ours(pod) && !hasFinalizer) return Action.done();
-      if (!hasFinalizer && completed.get(`${ref.namespace}/${ref.name}`) === pod.metadata?.uid) {
-        return Action.done();
+      const finished = completed.get(`${ref.namespace}/${ref.name}`);
+      if (
+        finished && finished.uid === pod.metadata?.uid &&
+        (!hasFinalizer || finished.resourceVersion === pod.metadata?.resourceVersion)
+      ) {
+        return Action.done(); // the event of our own completion brings us back if anything is left
       }
       // Twins of an earlier pod of the same name (never adopted, never left behind).
       await deleteTwinsOf(`${ref.namespace}/${ref.name}`);
@@ -165,7 +170,10 @@ export function podController(ctx: SyncerContext, deps: Dependencies): Controlle
           }
         }
         await completeDeletion(pod);
-        completed.set(`${ref.namespace}/${ref.name}`, pod.metadata!.uid!);
+        completed.set(`${ref.namespace}/${ref.name}`, {
+          uid: pod.metadata!.uid!,
+          resourceVersion: pod.metadata?.resourceVersion,
+        });
         runningSeen.delete(key);
         warned.delete(key);
         lastWrite.delete(pod.metadata!.uid!);
