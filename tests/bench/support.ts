@@ -12,6 +12,7 @@ import { allocatePort } from "../../toolkit/envtest/ports.ts";
 import type { KubeObject } from "../../toolkit/client/resource.ts";
 import type { ResourceClient } from "../../toolkit/client/resource_client.ts";
 import { backoffWatcher, type WatcherOptions } from "../../toolkit/runtime/watcher.ts";
+import { spawnSyncer } from "../fixtures/syncer_process.ts";
 
 const cleanups: (() => Promise<void>)[] = [];
 let listening = false;
@@ -90,28 +91,7 @@ export class SyncerProcess {
   readonly healthPort: number = allocatePort();
 
   constructor(kubeconfig: string, name: string, extraArgs: string[] = []) {
-    const main = new URL("../../controllers/main.ts", import.meta.url).pathname;
-    this.#child = new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "--allow-all",
-        main,
-        "syncer",
-        "--cluster-binding",
-        name,
-        "--kubeconfig",
-        kubeconfig,
-        "--metrics-bind-address",
-        "0",
-        "--health-probe-bind-address",
-        `127.0.0.1:${this.healthPort}`,
-        "--log-level",
-        "error",
-        ...extraArgs,
-      ],
-      stdout: "null",
-      stderr: "inherit",
-    }).spawn();
+    this.#child = spawnSyncer(kubeconfig, name, { healthPort: this.healthPort, args: extraArgs });
     cleanUpOnInterrupt(() => this.stop());
   }
 

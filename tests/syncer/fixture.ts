@@ -15,7 +15,6 @@ import { Syncer, type SyncerOptions } from "../../controllers/syncer/syncer.ts";
 import type { Clock } from "../../controllers/syncer/context.ts";
 import type { KubeClient } from "../../toolkit/client/client.ts";
 import { isNotFound } from "../../toolkit/client/errors.ts";
-import { allocatePort } from "../../toolkit/envtest/ports.ts";
 import { Logger } from "../../toolkit/runtime/log.ts";
 
 /** A clock that tests move; it runs at the real pace from wherever it was set. */
@@ -86,35 +85,6 @@ export function startSyncer(
     log: new Logger({ level: Deno.env.get("KUBEOCEAN_TEST_VERBOSE") ? "debug" : "error" }),
     ...options,
   }).start();
-}
-
-/**
- * Starts `bound`'s syncer as its own process (`controllers/main.ts syncer`, as a Deployment runs
- * it), talking to the computing cluster with `kubeconfig`; kill it to play a crash.
- */
-export function spawnSyncer(kubeconfig: string, bound: BoundWorker, args: string[] = []): Deno.ChildProcess {
-  const main = new URL("../../controllers/main.ts", import.meta.url).pathname;
-  return new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--allow-all",
-      main,
-      "syncer",
-      "--cluster-binding",
-      bound.binding.metadata!.name!,
-      "--kubeconfig",
-      kubeconfig,
-      "--metrics-bind-address",
-      `127.0.0.1:${allocatePort()}`,
-      "--health-probe-bind-address",
-      `127.0.0.1:${allocatePort()}`,
-      "--log-level",
-      Deno.env.get("KUBEOCEAN_TEST_VERBOSE") ? "debug" : "error",
-      ...args,
-    ],
-    stdout: "null",
-    stderr: "inherit",
-  }).spawn();
 }
 
 /**

@@ -15,14 +15,8 @@ import type { Syncer } from "../../controllers/syncer/syncer.ts";
 import type { KubeClient } from "../../toolkit/client/client.ts";
 import { isNotFound } from "../../toolkit/client/errors.ts";
 import { connect, envTest, eventually, withSlowLists } from "../../toolkit/envtest/testing.ts";
-import {
-  applyPolicy,
-  bindWorker,
-  type BoundWorker,
-  describeSyncer,
-  spawnSyncer,
-  startSyncer,
-} from "./fixture.ts";
+import { spawnSyncer } from "../fixtures/syncer_process.ts";
+import { applyPolicy, bindWorker, type BoundWorker, describeSyncer, startSyncer } from "./fixture.ts";
 
 const NS = "kubeocean-worker";
 const MANAGED = "kubeocean.io/managed-by=kubeocean";
@@ -589,7 +583,7 @@ envTest("syncer top-down: pods and dependencies flow to two workers, status flow
         const kubeconfig = env.cluster("computing").kubeconfig;
         // Worker writes held to 50/s, so that the burst lasts seconds and the kill lands inside it.
         const slow = ["--physical-client-qps", "50", "--physical-client-burst", "10"];
-        let processes = bound.map((b) => spawnSyncer(kubeconfig, b, slow));
+        let processes = bound.map((b) => spawnSyncer(kubeconfig, b.binding.metadata!.name!, { args: slow }));
         const twinsOfCrash = async () =>
           (await allTwins()).filter((p) => p.metadata!.labels!.app === "crash");
         try {
@@ -606,7 +600,7 @@ envTest("syncer top-down: pods and dependencies flow to two workers, status flow
           await Promise.all(processes.map((p) => p.status));
           const atCrash = (await twinsOfCrash()).length;
           assert.ok(atCrash < 300, `killed mid-burst (${atCrash} of 300 twins existed)`);
-          processes = bound.map((b) => spawnSyncer(kubeconfig, b));
+          processes = bound.map((b) => spawnSyncer(kubeconfig, b.binding.metadata!.name!));
           await eventually("300 Running", async () => running(await virtualPods("crash")).length === 300, {
             timeoutMs: 180_000,
             intervalMs: 1_000,
