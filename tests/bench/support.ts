@@ -12,7 +12,7 @@ import { allocatePort } from "../../toolkit/envtest/ports.ts";
 import type { KubeObject } from "../../toolkit/client/resource.ts";
 import type { ResourceClient } from "../../toolkit/client/resource_client.ts";
 import { backoffWatcher, type WatcherOptions } from "../../toolkit/runtime/watcher.ts";
-import { spawnSyncer } from "../fixtures/syncer_process.ts";
+import { spawnSyncer } from "../fixtures/entrypoint.ts";
 
 const cleanups: (() => Promise<void>)[] = [];
 let listening = false;

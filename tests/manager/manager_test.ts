@@ -6,6 +6,7 @@
  */
 
 import { allocatePort } from "../../toolkit/envtest/ports.ts";
+import { spawnManager } from "../fixtures/entrypoint.ts";
 import assert from "node:assert/strict";
 import type { ClusterBinding } from "../../apis/kubeocean.io/v1beta1/mod.ts";
 import { KubeoceanIoV1beta1Api } from "../../apis/kubeocean.io/v1beta1/mod.ts";
@@ -399,31 +400,6 @@ envTest("manager: bind, failures and recovery, schema, rotation, deletion, least
     worker.close();
   }
 });
-
-/** Starts `deno task run manager` as its own process. */
-function spawnManager(kubeconfig: string, port: number, healthPort: number): Deno.ChildProcess {
-  const main = new URL("../../controllers/main.ts", import.meta.url).pathname;
-  return new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--allow-all",
-      main,
-      "manager",
-      "--syncer-mode=embedded",
-      "--leader-elect",
-      "--kubeconfig",
-      kubeconfig,
-      "--metrics-bind-address",
-      `127.0.0.1:${port}`,
-      "--health-probe-bind-address",
-      `127.0.0.1:${healthPort}`,
-      "--log-level",
-      "info",
-    ],
-    stdout: "null",
-    stderr: Deno.env.get("KUBEOCEAN_TEST_VERBOSE") ? "inherit" : "null",
-  }).spawn();
-}
 
 async function syncCount(port: number): Promise<number> {
   const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();

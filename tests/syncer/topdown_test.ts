@@ -15,7 +15,7 @@ import type { Syncer } from "../../controllers/syncer/syncer.ts";
 import type { KubeClient } from "../../toolkit/client/client.ts";
 import { isNotFound } from "../../toolkit/client/errors.ts";
 import { connect, envTest, eventually, withSlowLists } from "../../toolkit/envtest/testing.ts";
-import { spawnSyncer } from "../fixtures/syncer_process.ts";
+import { spawnSyncer } from "../fixtures/entrypoint.ts";
 import { applyPolicy, bindWorker, type BoundWorker, describeSyncer, startSyncer } from "./fixture.ts";
 
 const NS = "kubeocean-worker";
