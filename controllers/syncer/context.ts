@@ -14,6 +14,7 @@ import {
 import { StorageK8sIoV1Api } from "../../apis/storage.k8s.io/v1/mod.ts";
 import { CoordinationK8sIoV1Api } from "../../apis/coordination.k8s.io/v1/mod.ts";
 import type { KubeClient } from "../../toolkit/client/client.ts";
+import type { KubeObject } from "../../toolkit/client/resource.ts";
 import type { ResourceClient } from "../../toolkit/client/resource_client.ts";
 import type { EventRecorder } from "../../toolkit/runtime/events.ts";
 import { type Informer, InformerFactory } from "../../toolkit/runtime/informer.ts";
@@ -95,8 +96,11 @@ export class SyncerContext {
     /** The toolkit's queue and reconcile metrics of this syncer's controllers, when exported. */
     readonly runtimeMetrics?: RuntimeMetrics,
   ) {
-    this.virtualInformers = new InformerFactory(virtual.transport);
-    this.physicalInformers = new InformerFactory(physical.transport);
+    // Informers are shared: their errors are logged here, whoever asked for them first.
+    const reportFor = (cluster: string) => (error: Error, informer: Informer<KubeObject>) =>
+      log.warn("watch error", { cluster, resource: informer.client.descriptor.plural, error });
+    this.virtualInformers = new InformerFactory(virtual.transport, { onError: reportFor("computing") });
+    this.physicalInformers = new InformerFactory(physical.transport, { onError: reportFor("worker") });
     this.bindings = new KubeoceanIoV1beta1Api(virtual).clusterbindings();
     this.policies = new KubeoceanIoV1beta1Api(physical).resourceleasingpolicies();
     this.virtualCore = new CoreV1Api(virtual);

@@ -23,7 +23,12 @@ import { TerminalError } from "../client/errors.ts";
 import { type KubeObject, objectKey, type ObjectRef, parseObjectKey, refOf } from "../client/resource.ts";
 import type { ResourceClient } from "../client/resource_client.ts";
 import type { Transport } from "../client/transport.ts";
-import { type Informer, InformerFactory, type InformerOptions } from "./informer.ts";
+import {
+  type Informer,
+  InformerFactory,
+  type InformerFactoryOptions,
+  type InformerOptions,
+} from "./informer.ts";
 import { type Logger, silentLogger } from "./log.ts";
 import type { RuntimeMetrics } from "./metrics.ts";
 import type { ChangeEvent, Predicate } from "./predicates.ts";
@@ -80,7 +85,11 @@ export const defaultErrorPolicy: ErrorPolicy<unknown> = (error: Error): Action |
 export interface ControllerOptions extends InformerOptions {
   /** Name used in logs and metrics. */
   name: string;
-  /** Shared informers per cluster; private ones are created (and stopped) otherwise. */
+  /**
+   * Shared informers per cluster; private ones are created (and stopped) otherwise. The errors of
+   * shared informers are reported by their factory ({@linkcode InformerFactoryOptions.onError}); the
+   * controller logs those of its private ones.
+   */
   informers?: (transport: Transport) => InformerFactory;
   /** Concurrent reconciles (default 1). */
   concurrency?: number;
@@ -251,8 +260,9 @@ export class Controller<T extends KubeObject> {
     for (const [index, trigger] of this.triggers.entries()) {
       const informer = factoryFor(trigger.client.transport).for(trigger.client, {
         ...trigger.options,
-        onError: (error) =>
-          this.log.warn("watch error", { resource: trigger.client.descriptor.plural, error }),
+        onError: this.options.informers
+          ? undefined
+          : (error) => this.log.warn("watch error", { resource: trigger.client.descriptor.plural, error }),
       });
       if (index === 0) this.#primary = informer as unknown as Informer<T>;
       informers.push(informer);

@@ -142,11 +142,20 @@ function informerKey(client: ResourceClient<KubeObject>, options: InformerOption
   ]);
 }
 
+/** Options of an {@linkcode InformerFactory}. */
+export interface InformerFactoryOptions {
+  /**
+   * Called with every transient error of every informer the factory hands out (for logging).
+   * Informers are shared, so whoever asks first cannot be the one who reports their errors.
+   */
+  onError?: (error: Error, informer: Informer<KubeObject>) => void;
+}
+
 /** Hands out one shared {@linkcode Informer} per (resource, namespace, selectors) of one transport. */
 export class InformerFactory {
   readonly #informers = new Map<string, Informer<KubeObject>>();
 
-  constructor(readonly transport: Transport) {}
+  constructor(readonly transport: Transport, readonly options: InformerFactoryOptions = {}) {}
 
   /**
    * The shared informer for `client` (whose transport must be this factory's). `indexers` are
@@ -159,7 +168,17 @@ export class InformerFactory {
     const key = informerKey(client as unknown as ResourceClient<KubeObject>, options);
     let informer = this.#informers.get(key);
     if (!informer) {
-      informer = new Informer(client as unknown as ResourceClient<KubeObject>, options);
+      const report = this.options.onError;
+      const created: Informer<KubeObject> = new Informer(client as unknown as ResourceClient<KubeObject>, {
+        ...options,
+        onError: report || options.onError
+          ? (error) => {
+            options.onError?.(error);
+            report?.(error, created);
+          }
+          : undefined,
+      });
+      informer = created;
       this.#informers.set(key, informer);
     } else if (options.indexers) {
       // Indexes are known by name: asking again (every call of a getter) adds only new ones,

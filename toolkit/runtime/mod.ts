@@ -40,7 +40,7 @@ export {
   withFinalizer,
 } from "./finalizer.ts";
 export { type HealthCheck, HealthChecks } from "./health.ts";
-export { Informer, InformerFactory, type InformerOptions } from "./informer.ts";
+export { Informer, InformerFactory, type InformerFactoryOptions, type InformerOptions } from "./informer.ts";
 export {
   type LeaderElectionOptions,
   LeaderElector,
