@@ -23,12 +23,7 @@ import { TerminalError } from "../client/errors.ts";
 import { type KubeObject, objectKey, type ObjectRef, parseObjectKey, refOf } from "../client/resource.ts";
 import type { ResourceClient } from "../client/resource_client.ts";
 import type { Transport } from "../client/transport.ts";
-import {
-  type Informer,
-  InformerFactory,
-  type InformerFactoryOptions,
-  type InformerOptions,
-} from "./informer.ts";
+import { type Informer, InformerFactory, type InformerOptions } from "./informer.ts";
 import { type Logger, silentLogger } from "./log.ts";
 import type { RuntimeMetrics } from "./metrics.ts";
 import type { ChangeEvent, Predicate } from "./predicates.ts";
@@ -87,7 +82,7 @@ export interface ControllerOptions extends InformerOptions {
   name: string;
   /**
    * Shared informers per cluster; private ones are created (and stopped) otherwise. The errors of
-   * shared informers are reported by their factory ({@linkcode InformerFactoryOptions.onError}); the
+   * shared informers are reported by their factory (its `onError` option); the
    * controller logs those of its private ones.
    */
   informers?: (transport: Transport) => InformerFactory;
