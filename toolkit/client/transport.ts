@@ -321,7 +321,7 @@ export function parseRetryAfter(header: string | null, status?: Status): number 
 }
 
 /** Size of the buffers streamed bodies are read into. */
-const STREAM_CHUNK_BYTES = 64 * 1024;
+export const STREAM_CHUNK_BYTES = 64 * 1024;
 
 /**
  * Wraps a streaming response so that aborting `link` ends the body at once (even when nobody is

@@ -8,7 +8,7 @@
 import { LinkedAbort } from "./abort.ts";
 import { ApiError, type Status } from "./errors.ts";
 import type { KubeObject } from "./resource.ts";
-import type { QueryValue, Transport } from "./transport.ts";
+import { type QueryValue, STREAM_CHUNK_BYTES, type Transport } from "./transport.ts";
 
 /** Watch event types sent by the API server. */
 export type WatchEventType = "ADDED" | "MODIFIED" | "DELETED" | "BOOKMARK" | "ERROR";
@@ -63,7 +63,7 @@ export async function* watchEvents<T extends KubeObject>(
     // not a byte stream
   }
   const reader = byob ?? response.body.getReader();
-  let buffer = new ArrayBuffer(64 * 1024);
+  let buffer = new ArrayBuffer(STREAM_CHUNK_BYTES);
   const decoder = new TextDecoder();
   let buffered = "";
   try {
