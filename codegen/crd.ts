@@ -2,7 +2,9 @@
  * Builds the model of CustomResourceDefinitions (`apiextensions.k8s.io/v1`, every served version).
  * Nested object schemas get names derived from their path: `Widget` → `WidgetSpec` →
  * `WidgetSpecTemplate`; items of arrays of objects end in `Item`, values of maps of objects in
- * `Value`. `metadata` of the root is the shared `ObjectMeta`.
+ * `Value`. `metadata` of the root is the shared `ObjectMeta`, and a `conditions` array whose items
+ * have exactly the shape of `metav1.Condition` (see {@linkcode isMetaConditions}) is `Condition[]`
+ * of the shared `meta/v1` types rather than an item interface of its own.
  *
  * @module
  */
@@ -14,6 +16,41 @@ import type { Schema } from "./schema.ts";
 
 /** The reference used for `ObjectMeta`, resolved by the emitter to the meta/v1 module. */
 export const OBJECT_META_REF = "#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta";
+/** The reference used for `Condition`, resolved by the emitter to the meta/v1 module. */
+export const CONDITION_REF = "#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.Condition";
+
+/** Property → accepted `type` of the fields of `metav1.Condition`; all but `observedGeneration` are required. */
+const CONDITION_FIELDS: Record<string, Schema["type"][]> = {
+  type: ["string"],
+  status: ["string"],
+  lastTransitionTime: ["string"],
+  reason: ["string"],
+  message: ["string"],
+  observedGeneration: ["integer", "number"],
+};
+const CONDITION_REQUIRED = ["type", "status", "lastTransitionTime", "reason", "message"];
+
+/**
+ * Whether `schema` is an array of `metav1.Condition`: items with the string fields `type`,
+ * `status`, `lastTransitionTime`, `reason` and `message` (all required) and optionally an integer
+ * `observedGeneration` (not required), and nothing else. Validations (enums, lengths, patterns) may
+ * be tighter than `Condition`'s; the shared type is used anyway.
+ */
+export function isMetaConditions(schema: Schema): boolean {
+  const items = schema.items;
+  if (schema.type !== "array" || !items || items.$ref || items.nullable) return false;
+  if (items.type !== undefined && items.type !== "object") return false;
+  if (items.additionalProperties || items["x-kubernetes-preserve-unknown-fields"]) return false;
+  const properties = Object.entries(items.properties ?? {});
+  const required = new Set(items.required ?? []);
+  return CONDITION_REQUIRED.every((name) => required.has(name) && items.properties?.[name]) &&
+    !required.has("observedGeneration") &&
+    [...required].every((name) => Object.hasOwn(CONDITION_FIELDS, name)) &&
+    properties.every(([name, prop]) =>
+      Object.hasOwn(CONDITION_FIELDS, name) && CONDITION_FIELDS[name].includes(prop.type) && !prop.$ref &&
+      !prop.nullable
+    );
+}
 
 /** The fields of a CRD the generator reads. */
 export interface CustomResourceDefinition {
@@ -142,9 +179,13 @@ function declareNamed(model: Model, module: ReturnType<typeof moduleAt>, name: s
   const declared: Schema = { ...nested(schema, name) };
   if (schema.properties) {
     declared.properties = Object.fromEntries(
-      Object.entries(schema.properties).map((
-        [key, prop],
-      ) => [key, prop.$ref ? prop : hoist(prop, `${name}${pascalCase(key)}`)]),
+      Object.entries(schema.properties).map(([key, prop]) => {
+        if (prop.$ref) return [key, prop];
+        if (key === "conditions" && isMetaConditions(prop)) {
+          return [key, { ...prop, items: { $ref: CONDITION_REF } }];
+        }
+        return [key, hoist(prop, `${name}${pascalCase(key)}`)];
+      }),
     );
   }
   // Reserve the name before recursing into children would be ideal; children use longer names, so clashes are rare.

@@ -5,20 +5,24 @@
  * @module
  */
 
-import { OBJECT_META_REF } from "./crd.ts";
+import { CONDITION_REF, OBJECT_META_REF } from "./crd.ts";
 import { declaration, type EmitContext } from "./emit_types.ts";
 import type { Model, ModuleModel } from "./model.ts";
 import { camelCase, jsdoc, pascalCase } from "./naming.ts";
 
 /** Import specifiers the generated code uses. */
 export interface EmitOptions {
-  /** Specifier of the toolkit's `mod.ts` as seen from a generated module file. */
+  /**
+   * Specifier of the toolkit's client module (`toolkit/client/mod.ts`) as seen from a generated
+   * module file. Generated code imports nothing else of the toolkit (in particular not the package
+   * root, which also exports the test environment).
+   */
   toolkit: string;
   /** Specifier of the JSON value types module (`toolkit/apimachinery/json.ts`). */
   json: string;
   /**
    * Specifier of the root of the built-in `apis/` tree as seen from a generated module file, used
-   * for `meta/v1` when the model does not contain it (CRD-only generation).
+   * for `meta/v1` (`ObjectMeta`, `Condition`) when the model does not contain it (CRD-only generation).
    */
   apisRoot: string;
   /** Generator name and version for the header. */
@@ -58,6 +62,9 @@ export function emitModule(model: Model, module: ModuleModel, options: EmitOptio
   return files;
 }
 
+/** `meta/v1` types CRD schemas refer to, imported from `apisRoot` when the model lacks `meta/v1`. */
+const META_FALLBACKS = new Map([[OBJECT_META_REF, "ObjectMeta"], [CONDITION_REF, "Condition"]]);
+
 function emitTypesFile(model: Model, module: ModuleModel, options: EmitOptions): string {
   const imports = new Map<string, Map<string, string>>(); // specifier → name → local alias
   const localNames = new Set(module.types.keys());
@@ -77,9 +84,8 @@ function emitTypesFile(model: Model, module: ModuleModel, options: EmitOptions):
     resolveRef: (ref) => {
       const location = model.refs.get(ref);
       if (!location) {
-        if (ref === OBJECT_META_REF) {
-          return importName(`${options.apisRoot}/meta/v1/types.ts`, "ObjectMeta", "meta");
-        }
+        const metaName = META_FALLBACKS.get(ref);
+        if (metaName) return importName(`${options.apisRoot}/meta/v1/types.ts`, metaName, "meta");
         throw new Error(`${module.dir}: unresolved reference ${ref}`);
       }
       if (location.dir === module.dir) return location.name;
@@ -140,8 +146,12 @@ function emitResourcesFile(module: ModuleModel, options: EmitOptions): string {
   for (const r of module.resources) {
     const method = resourceMethod(r.plural);
     const isPod = r.subresources.includes("exec") || r.subresources.includes("portforward");
-    const clientType = isPod ? `PodClient<${r.typeName}>` : `ResourceClient<${r.typeName}>`;
     const ctor = isPod ? "PodClient" : "ResourceClient";
+    // The subresources as the client's second type argument: they enable its subresource methods.
+    const typeArgs = r.subresources.length
+      ? `<${r.typeName}, ${r.subresources.map((s) => JSON.stringify(s)).join(" | ")}>`
+      : `<${r.typeName}>`;
+    const clientType = `${ctor}${typeArgs}`;
     out += "\n";
     if (r.namespaced) {
       out += jsdoc(
@@ -150,8 +160,7 @@ function emitResourcesFile(module: ModuleModel, options: EmitOptions): string {
         "  ",
       );
       out += `  ${method}(namespace?: string): ${clientType} {\n`;
-      out +=
-        `    return new ${ctor}<${r.typeName}>(this.transport, ${r.typeName}Resource, namespace);\n  }\n`;
+      out += `    return new ${clientType}(this.transport, ${r.typeName}Resource, namespace);\n  }\n`;
     } else {
       out += jsdoc(
         `${r.kind} objects (cluster-scoped).` +
@@ -159,7 +168,7 @@ function emitResourcesFile(module: ModuleModel, options: EmitOptions): string {
         "  ",
       );
       out += `  ${method}(): ${clientType} {\n`;
-      out += `    return new ${ctor}<${r.typeName}>(this.transport, ${r.typeName}Resource);\n  }\n`;
+      out += `    return new ${clientType}(this.transport, ${r.typeName}Resource);\n  }\n`;
     }
   }
   out += "}\n";

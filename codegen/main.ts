@@ -5,7 +5,10 @@
  * deno task codegen                 regenerate apis/ (built-in groups from codegen/openapi/, CRDs from deploy/crds/)
  * deno task codegen --check         fail, listing the files that differ, when apis/ is not what codegen produces
  * deno task codegen crd FILE|DIR… --out DIR [--toolkit SPECIFIER] [--apis SPECIFIER]
- *                                   types and typed clients for your own CRDs, into a directory of your choice
+ *                                   types and typed clients for your own CRDs, into a directory of your choice;
+ *                                   --toolkit is where Kubeocean is (its root mod.ts or its
+ *                                   toolkit/client/mod.ts; default: this checkout, relative to DIR), --apis
+ *                                   its apis/ directory
  * deno task codegen refresh [--kubeconfig PATH] [--context NAME]
  *                                   re-download the OpenAPI v3 documents (default: from a fresh local cluster)
  * ```
@@ -88,7 +91,7 @@ export async function generateProjectApis(): Promise<GeneratedFile[]> {
     crds.push({ source: file.replace(`${ROOT}/`, ""), text: await Deno.readTextFile(file) });
   }
   return await generate({ openapi: await readOpenApiDir(`${ROOT}/${OPENAPI_DIR}`), crds }, {
-    toolkit: "../../../mod.ts",
+    toolkit: "../../../toolkit/client/mod.ts",
     json: "../../../toolkit/apimachinery/json.ts",
     apisRoot: "../..",
     generator: GENERATOR,
@@ -187,10 +190,7 @@ async function main(args: string[]): Promise<number> {
     const out = values.out.replace(/\/$/, "");
     const started = performance.now();
     const files = await generateCrdApis(inputs, {
-      toolkit: values.toolkit ?? relativeSpecifier(`${out}/g/v`, `${ROOT}/mod.ts`),
-      json: values.toolkit
-        ? `${values.toolkit.replace(/mod\.ts$/, "")}toolkit/apimachinery/json.ts`
-        : relativeSpecifier(`${out}/g/v`, `${ROOT}/toolkit/apimachinery/json.ts`),
+      ...toolkitSpecifiers(values.toolkit ?? relativeSpecifier(`${out}/g/v`, `${ROOT}/mod.ts`)),
       apisRoot: values.apis ?? relativeSpecifier(`${out}/g/v`, `${ROOT}/apis`),
       generator: GENERATOR,
     });
@@ -225,6 +225,26 @@ function report(problems: string[]): number {
   );
   for (const p of problems) console.error(`  ${p}`);
   return 1;
+}
+
+/**
+ * The client-module and JSON-types specifiers generated code imports, from a specifier of
+ * Kubeocean's root `mod.ts` (as `--toolkit` always took) or of its `toolkit/client/mod.ts`:
+ * `../kubeocean/mod.ts` → `../kubeocean/toolkit/client/mod.ts` and
+ * `../kubeocean/toolkit/apimachinery/json.ts`.
+ */
+export function toolkitSpecifiers(specifier: string): Pick<EmitOptions, "toolkit" | "json"> {
+  const base = specifier.endsWith("toolkit/client/mod.ts")
+    ? specifier.slice(0, -"toolkit/client/mod.ts".length)
+    : specifier.endsWith("mod.ts")
+    ? specifier.slice(0, -"mod.ts".length)
+    : undefined;
+  if (base === undefined || !base.endsWith("/")) {
+    throw new Error(
+      `--toolkit ${specifier}: expected a specifier of Kubeocean's mod.ts or toolkit/client/mod.ts`,
+    );
+  }
+  return { toolkit: `${base}toolkit/client/mod.ts`, json: `${base}toolkit/apimachinery/json.ts` };
 }
 
 /** A relative import specifier from a module in `fromDir` to the absolute file `to`. */

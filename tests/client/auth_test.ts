@@ -62,7 +62,7 @@ async function writeKubeconfig(
 }
 
 async function tokenFor(admin: KubeClient, name: string): Promise<string> {
-  const sas = admin.resource<KubeObject>(SERVICE_ACCOUNTS, "auth");
+  const sas = admin.resource<KubeObject, "token">(SERVICE_ACCOUNTS, "auth");
   await sas.create({ metadata: { name } });
   const request = await sas.createToken(name, { expirationSeconds: 3600 });
   return request.status!.token;

@@ -129,7 +129,7 @@ envTest("client: CRUD, paging, patches, deletes and subresources against a real 
     await t.step("a custom resource: create, status and scale subresources", async () => {
       await cluster.kubectl(["apply", "-f", "-"], { stdin: WIDGET_CRD });
       await cluster.kubectl(["wait", "--for=condition=Established", "crd/widgets.example.kubeocean.io"]);
-      const widgets = client.resource<Widget>(WIDGETS, "crud");
+      const widgets = client.resource<Widget, "status" | "scale">(WIDGETS, "crud");
       await eventually(
         "widget created",
         () => widgets.create({ metadata: { name: "w" }, spec: { size: 1, colour: "red" } }),
@@ -180,9 +180,7 @@ envTest("client: CRUD, paging, patches, deletes and subresources against a real 
     await t.step("every patch type, and server-side apply conflicts surface as ApiError", async () => {
       await cms.create({ metadata: { name: "p", labels: { a: "1" } }, data: { x: "1" } });
       await cms.patch("p", [{ op: "add", path: "/data/y", value: "2" }], { type: "json" });
-      await cms.patch("p", { data: { z: "3" }, metadata: { labels: { a: null } } } as never, {
-        type: "merge",
-      });
+      await cms.patch("p", { data: { z: "3" }, metadata: { labels: { a: null } } }, { type: "merge" });
       await cms.patch("p", { metadata: { labels: { b: "2" } } }, { type: "strategic" });
       let cm = await cms.get("p");
       assert.deepEqual(cm.data, { x: "1", y: "2", z: "3" });
@@ -256,8 +254,8 @@ envTest("client: CRUD, paging, patches, deletes and subresources against a real 
     });
 
     await t.step("pod subresources: binding, log, eviction; ServiceAccount token", async () => {
-      const pods = client.resource<Pod>(PODS, "crud");
-      const sas = client.resource<KubeObject>(SERVICE_ACCOUNTS, "crud");
+      const pods = client.resource<Pod, "binding" | "eviction" | "log">(PODS, "crud");
+      const sas = client.resource<KubeObject, "token">(SERVICE_ACCOUNTS, "crud");
       await eventually("default service account", () => sas.get("default").then(() => true));
       await pods.create({
         metadata: { name: "bound" },

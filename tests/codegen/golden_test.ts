@@ -11,12 +11,12 @@ async function generateFixtures() {
       "tests/codegen/fixtures/openapi_fixture.json",
       JSON.parse(await Deno.readTextFile(`${here}fixtures/openapi_fixture.json`)),
     ]]),
-    crds: [{
-      source: "tests/codegen/fixtures/crd_fixture.yaml",
-      text: await Deno.readTextFile(`${here}fixtures/crd_fixture.yaml`),
-    }],
+    crds: await Promise.all(["crd_fixture.yaml", "crd_conditions_fixture.yaml"].map(async (name) => ({
+      source: `tests/codegen/fixtures/${name}`,
+      text: await Deno.readTextFile(`${here}fixtures/${name}`),
+    }))),
   }, {
-    toolkit: "../../../../../mod.ts",
+    toolkit: "../../../../../toolkit/client/mod.ts",
     json: "../../../../../toolkit/apimachinery/json.ts",
     apisRoot: "../..",
     generator: "kubeocean codegen",

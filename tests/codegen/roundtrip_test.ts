@@ -64,7 +64,8 @@ envTest("codegen: generated types and clients against a real API server", {
         crd.spec.versions[0].schema.openAPIV3Schema.properties.spec.properties.extra = { type: "string" };
         await cluster.kubectl(["apply", "-f", "-"], { stdin: JSON.stringify(crd) });
         await eventually("extra field accepted", async () => {
-          await widgets.patch("w", { spec: { extra: "kept" } }, { type: "merge" });
+          // A JSON patch: a merge patch is typed and cannot name a field the types do not know.
+          await widgets.patch("w", [{ op: "add", path: "/spec/extra", value: "kept" }], { type: "json" });
           const raw = await widgets.get("w") as unknown as { spec: Record<string, unknown> };
           return raw.spec.extra === "kept";
         });

@@ -41,9 +41,15 @@ export class KubeClient {
     return this.transport.config.namespace;
   }
 
-  /** A client for `descriptor`, bound to `namespace` when given. */
-  resource<T extends KubeObject>(descriptor: ResourceDescriptor, namespace?: string): ResourceClient<T> {
-    return new ResourceClient<T>(this.transport, descriptor, namespace);
+  /**
+   * A client for `descriptor`, bound to `namespace` when given. `S` names the subresources the
+   * resource serves (e.g. `"status" | "scale"`), which enables the matching subresource methods.
+   */
+  resource<T extends KubeObject, S extends string = never>(
+    descriptor: ResourceDescriptor,
+    namespace?: string,
+  ): ResourceClient<T, S> {
+    return new ResourceClient<T, S>(this.transport, descriptor, namespace);
   }
 
   /** The server's version (`/version`). */

@@ -2,10 +2,16 @@
  * The generic resource client: every REST verb for any group/version/kind given a
  * {@linkcode ResourceDescriptor}, plus the common subresources. Generated typed clients wrap it.
  *
+ * The second type parameter names the subresources the resource serves; a subresource method only
+ * type-checks on a client that has its subresource (`evict` needs `"eviction"`, `patchStatus` needs
+ * `"status"`, …). Generated clients fill it in from the API schema; name it yourself for a descriptor
+ * of your own:
+ *
  * ```ts
- * const pods = new ResourceClient<Pod>(transport, podDescriptor).namespace("default");
+ * const pods = new ResourceClient<Pod, "eviction" | "status">(transport, podDescriptor).namespace("default");
  * const pod = await pods.get("web-0");
- * await pods.patch("web-0", { metadata: { labels: { tier: "web" } } }, { type: "merge" });
+ * await pods.patch("web-0", { metadata: { labels: { tier: "web", canary: null } } }, { type: "merge" });
+ * await pods.evict("web-0");
  * for await (const event of pods.watch({ resourceVersion: list.metadata.resourceVersion })) { … }
  * ```
  *
@@ -65,6 +71,19 @@ export interface PatchOptions extends WriteOptions {
   force?: boolean;
 }
 
+/**
+ * A JSON merge patch (RFC 7396) of a `T`: every property optional, objects patched recursively,
+ * `null` deletes a property, and arrays are replaced whole (so their elements are complete). Also
+ * the shape of a strategic merge patch without directives and of a server-side apply configuration.
+ *
+ * ```ts
+ * const patch: MergePatch<Node> = { metadata: { labels: { pool: null } }, spec: { unschedulable: true } };
+ * ```
+ */
+export type MergePatch<T> = T extends readonly unknown[] ? T
+  : T extends object ? { [K in keyof T]?: MergePatch<T[K]> | null }
+  : T;
+
 /** One JSON patch operation. */
 export interface JsonPatchOperation {
   op: "add" | "remove" | "replace" | "move" | "copy" | "test";
@@ -109,8 +128,24 @@ const PATCH_CONTENT_TYPES: Record<PatchType, string> = {
   apply: "application/apply-patch+yaml",
 };
 
-/** Generic client of one resource, optionally bound to a namespace. */
-export class ResourceClient<T extends KubeObject> {
+/**
+ * Generic client of one resource, optionally bound to a namespace.
+ *
+ * `T` is the object type; `S` the union of the subresources the resource serves (`never`, the
+ * default, for none). The subresource methods declare the subresource they need on `this`, so
+ * `configMaps.evict(name)` does not compile while `pods.evict(name)` does. A client with more
+ * subresources is assignable to one with fewer (`ResourceClient<Pod, "status" | "eviction">` is a
+ * `ResourceClient<Pod, "status">` and a `ResourceClient<Pod>`), never the other way round.
+ * {@linkcode ResourceClient.getSubresource} and {@linkcode ResourceClient.createSubresource} address any
+ * subresource by name.
+ */
+export class ResourceClient<T extends KubeObject, S extends string = never> {
+  /**
+   * Type-level only (never set): records `S` contravariantly, so a client lacking a subresource is
+   * not assignable to a client type that has it.
+   */
+  declare readonly subresourceMarker?: (subresource: S) => void;
+
   constructor(
     readonly transport: Transport,
     readonly descriptor: ResourceDescriptor,
@@ -118,13 +153,13 @@ export class ResourceClient<T extends KubeObject> {
   ) {}
 
   /** The same client bound to `namespace` (namespaced resources only). */
-  namespace(namespace: string): ResourceClient<T> {
+  namespace(namespace: string): ResourceClient<T, S> {
     if (!this.descriptor.namespaced) throw new Error(`${this.descriptor.kind} is cluster-scoped`);
-    return new ResourceClient<T>(this.transport, this.descriptor, namespace);
+    return new ResourceClient<T, S>(this.transport, this.descriptor, namespace);
   }
 
   /** The same client bound to `object`'s namespace when the resource is namespaced and the client is not bound. */
-  namespaceOf(object: KubeObject): ResourceClient<T> {
+  namespaceOf(object: KubeObject): ResourceClient<T, S> {
     const ns = object.metadata?.namespace;
     if (!this.descriptor.namespaced || this.boundNamespace || !ns) return this;
     return this.namespace(ns);
@@ -223,15 +258,35 @@ export class ResourceClient<T extends KubeObject> {
   }
 
   /**
-   * Patches `name`: a JSON patch (array of operations), a JSON merge patch, a strategic merge patch
-   * or a server-side apply configuration (`type: "apply"`, needs `fieldManager`).
+   * Patches `name`: a JSON patch (array of operations), a JSON merge patch (`null` deletes a
+   * field), a strategic merge patch or a server-side apply configuration (`type: "apply"`, needs
+   * `fieldManager`).
    */
+  // Patch bodies are `NoInfer`: `T` of a client passed to a generic `(c: ResourceClient<T>)` is
+  // inferred from the object type alone, not from the (wider) patch type.
   async patch(
     name: string,
-    patch: JsonPatchOperation[] | Record<string, unknown> | Partial<T>,
+    patch: JsonPatchOperation[] | MergePatch<NoInfer<T>>,
     options: PatchOptions,
     subresource?: string,
   ): Promise<T> {
+    return await this.#patch(name, patch, options, subresource);
+  }
+
+  /**
+   * Server-side apply of a (partial) object: creates it or merges the fields `fieldManager` owns.
+   * `metadata.name` is required.
+   */
+  async apply(
+    object: NoInfer<T> | (MergePatch<NoInfer<T>> & KubeObject),
+    options: WriteOptions & { fieldManager: string; force?: boolean },
+    subresource?: string,
+  ): Promise<T> {
+    const body = this.#withTypeMeta(object);
+    return await this.#patch(this.#nameOf(body), body, { ...options, type: "apply" }, subresource);
+  }
+
+  async #patch(name: string, patch: unknown, options: PatchOptions, subresource?: string): Promise<T> {
     if (options.type === "apply" && !options.fieldManager) {
       throw new Error("server-side apply needs a fieldManager");
     }
@@ -240,27 +295,12 @@ export class ResourceClient<T extends KubeObject> {
     }
     return await this.transport.request<T>({
       method: "PATCH",
-      path: this.#item(name, patch as KubeObject, subresource),
+      path: this.#item(name, metadataOf(patch), subresource),
       query: { ...writeQuery(options), force: options.type === "apply" ? options.force : undefined },
       body: JSON.stringify(patch),
       contentType: PATCH_CONTENT_TYPES[options.type],
       signal: options.signal,
     });
-  }
-
-  /** Server-side apply of a (partial) object: creates it or merges the fields `fieldManager` owns. */
-  async apply(
-    object: Partial<T> & KubeObject,
-    options: WriteOptions & { fieldManager: string; force?: boolean },
-    subresource?: string,
-  ): Promise<T> {
-    const body = this.#withTypeMeta(object as T);
-    return await this.patch(
-      this.#nameOf(body),
-      body as Partial<T>,
-      { ...options, type: "apply" },
-      subresource,
-    );
   }
 
   /** Deletes `name`; returns the object (when deletion is pending, e.g. finalizers) or a Status. */
@@ -311,9 +351,14 @@ export class ResourceClient<T extends KubeObject> {
   }
 
   // --- subresources -------------------------------------------------------------------------
+  // Each method requires its subresource in `S` through its `this` parameter.
 
   /** Reads the `status` subresource. */
-  async getStatus(name: string, options: { signal?: AbortSignal } = {}): Promise<T> {
+  async getStatus(
+    this: ResourceClient<T, "status">,
+    name: string,
+    options: { signal?: AbortSignal } = {},
+  ): Promise<T> {
     return await this.transport.request<T>({
       method: "GET",
       path: this.#item(name, undefined, "status"),
@@ -322,7 +367,7 @@ export class ResourceClient<T extends KubeObject> {
   }
 
   /** Replaces the `status` subresource (only status changes are kept by the server). */
-  async replaceStatus(object: T, options: WriteOptions = {}): Promise<T> {
+  async replaceStatus(this: ResourceClient<T, "status">, object: T, options: WriteOptions = {}): Promise<T> {
     return await this.transport.request<T>({
       method: "PUT",
       path: this.#item(this.#nameOf(object), object, "status"),
@@ -333,22 +378,28 @@ export class ResourceClient<T extends KubeObject> {
     });
   }
 
-  /** Patches the `status` subresource. */
+  /** Patches the `status` subresource, e.g. `patchStatus(name, { status }, { type: "merge" })`. */
   async patchStatus(
+    this: ResourceClient<T, "status">,
     name: string,
-    patch: JsonPatchOperation[] | Record<string, unknown> | Partial<T>,
+    patch: JsonPatchOperation[] | MergePatch<NoInfer<T>>,
     options: PatchOptions,
   ): Promise<T> {
     return await this.patch(name, patch, options, "status");
   }
 
   /** Reads the `scale` subresource. */
-  async getScale(name: string): Promise<Scale> {
+  async getScale(this: ResourceClient<T, "scale">, name: string): Promise<Scale> {
     return await this.transport.request<Scale>({ method: "GET", path: this.#item(name, undefined, "scale") });
   }
 
   /** Sets `spec.replicas` through the `scale` subresource. */
-  async scale(name: string, replicas: number, options: WriteOptions = {}): Promise<Scale> {
+  async scale(
+    this: ResourceClient<T, "scale">,
+    name: string,
+    replicas: number,
+    options: WriteOptions = {},
+  ): Promise<Scale> {
     return await this.transport.request<Scale>({
       method: "PATCH",
       path: this.#item(name, undefined, "scale"),
@@ -360,7 +411,11 @@ export class ResourceClient<T extends KubeObject> {
   }
 
   /** Evicts a pod (policy/v1 Eviction), honouring PodDisruptionBudgets. */
-  async evict(name: string, options: DeleteOptions = {}): Promise<Status> {
+  async evict(
+    this: ResourceClient<T, "eviction">,
+    name: string,
+    options: DeleteOptions = {},
+  ): Promise<Status> {
     return await this.transport.request<Status>({
       method: "POST",
       path: this.#item(name, undefined, "eviction"),
@@ -375,7 +430,12 @@ export class ResourceClient<T extends KubeObject> {
   }
 
   /** Binds a pod to a node (the scheduler's `binding` subresource). */
-  async bind(name: string, nodeName: string, options: WriteOptions = {}): Promise<Status> {
+  async bind(
+    this: ResourceClient<T, "binding">,
+    name: string,
+    nodeName: string,
+    options: WriteOptions = {},
+  ): Promise<Status> {
     return await this.transport.request<Status>({
       method: "POST",
       path: this.#item(name, undefined, "binding"),
@@ -392,6 +452,7 @@ export class ResourceClient<T extends KubeObject> {
 
   /** Requests a token for a ServiceAccount (`token` subresource, authentication.k8s.io/v1 TokenRequest). */
   async createToken<R extends KubeObject = TokenRequest>(
+    this: ResourceClient<T, "token">,
     name: string,
     request: { audiences?: string[]; expirationSeconds?: number; boundObjectRef?: Record<string, string> } =
       {},
@@ -407,7 +468,7 @@ export class ResourceClient<T extends KubeObject> {
   }
 
   /** Reads a pod's log as text. */
-  async logs(name: string, options: LogOptions = {}): Promise<string> {
+  async logs(this: ResourceClient<T, "log">, name: string, options: LogOptions = {}): Promise<string> {
     const response = await this.transport.stream({
       method: "GET",
       path: this.#item(name, undefined, "log"),
@@ -418,8 +479,15 @@ export class ResourceClient<T extends KubeObject> {
     return await response.text();
   }
 
-  /** Streams a pod's log line by line (use `follow: true` to keep reading). */
-  async *logLines(name: string, options: LogOptions = {}): AsyncGenerator<string, void, undefined> {
+  /**
+   * A pod's log as a byte stream, exactly as the API server sends it (use `follow: true` to keep
+   * reading; cancel the stream to stop). Timestamps, tail, since and limits as in `options`.
+   */
+  async logStream(
+    this: ResourceClient<T, "log">,
+    name: string,
+    options: LogOptions = {},
+  ): Promise<ReadableStream<Uint8Array>> {
     const response = await this.transport.stream({
       method: "GET",
       path: this.#item(name, undefined, "log"),
@@ -428,9 +496,18 @@ export class ResourceClient<T extends KubeObject> {
       signal: options.signal,
       timeoutMs: 30_000,
     });
-    if (!response.body) return;
+    return response.body ?? new ReadableStream({ start: (controller) => controller.close() });
+  }
+
+  /** Streams a pod's log line by line (use `follow: true` to keep reading). */
+  async *logLines(
+    this: ResourceClient<T, "log">,
+    name: string,
+    options: LogOptions = {},
+  ): AsyncGenerator<string, void, undefined> {
+    const body = await this.logStream(name, options);
     let buffered = "";
-    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+    const reader = body.pipeThrough(new TextDecoderStream()).getReader();
     try {
       while (true) {
         const { done, value } = await reader.read();
@@ -448,12 +525,12 @@ export class ResourceClient<T extends KubeObject> {
     }
   }
 
-  /** Generic subresource read (e.g. `ephemeralcontainers`, `resize`). */
+  /** Generic subresource read (e.g. `ephemeralcontainers`, `resize`); not checked against `S`. */
   async getSubresource<R = unknown>(name: string, subresource: string): Promise<R> {
     return await this.transport.request<R>({ method: "GET", path: this.#item(name, undefined, subresource) });
   }
 
-  /** Generic subresource create (POST), e.g. a custom subresource. */
+  /** Generic subresource create (POST), e.g. a custom subresource; not checked against `S`. */
   async createSubresource<R = unknown>(
     name: string,
     subresource: string,
@@ -491,6 +568,15 @@ export class ResourceClient<T extends KubeObject> {
 /** An `authentication.k8s.io/v1` TokenRequest response (the fields the client reads). */
 export interface TokenRequest extends KubeObject {
   status?: { token: string; expirationTimestamp: string };
+}
+
+/** The namespace a patch body names in `metadata.namespace`, as an object for `#ns`. */
+function metadataOf(patch: unknown): KubeObject | undefined {
+  if (typeof patch !== "object" || patch === null || !("metadata" in patch)) return undefined;
+  const metadata = patch.metadata;
+  if (typeof metadata !== "object" || metadata === null || !("namespace" in metadata)) return undefined;
+  const namespace = metadata.namespace;
+  return typeof namespace === "string" ? { metadata: { namespace } } : undefined;
 }
 
 function listQuery(options: ListOptions): Record<string, QueryValue> {

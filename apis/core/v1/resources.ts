@@ -7,7 +7,7 @@ import {
   ResourceClient,
   type ResourceDescriptor,
   type Transport,
-} from "../../../mod.ts";
+} from "../../../toolkit/client/mod.ts";
 import type {
   Binding,
   ComponentStatus,
@@ -275,24 +275,24 @@ export class CoreV1Api {
    * Namespace objects (cluster-scoped).
    * Subresources: finalize, status.
    */
-  namespaces(): ResourceClient<Namespace> {
-    return new ResourceClient<Namespace>(this.transport, NamespaceResource);
+  namespaces(): ResourceClient<Namespace, "finalize" | "status"> {
+    return new ResourceClient<Namespace, "finalize" | "status">(this.transport, NamespaceResource);
   }
 
   /**
    * Node objects (cluster-scoped).
    * Subresources: proxy, status.
    */
-  nodes(): ResourceClient<Node> {
-    return new ResourceClient<Node>(this.transport, NodeResource);
+  nodes(): ResourceClient<Node, "proxy" | "status"> {
+    return new ResourceClient<Node, "proxy" | "status">(this.transport, NodeResource);
   }
 
   /**
    * PersistentVolumeClaim objects in `namespace` (all namespaces for list and watch when omitted).
    * Subresources: status.
    */
-  persistentvolumeclaims(namespace?: string): ResourceClient<PersistentVolumeClaim> {
-    return new ResourceClient<PersistentVolumeClaim>(
+  persistentvolumeclaims(namespace?: string): ResourceClient<PersistentVolumeClaim, "status"> {
+    return new ResourceClient<PersistentVolumeClaim, "status">(
       this.transport,
       PersistentVolumeClaimResource,
       namespace,
@@ -303,16 +303,42 @@ export class CoreV1Api {
    * PersistentVolume objects (cluster-scoped).
    * Subresources: status.
    */
-  persistentvolumes(): ResourceClient<PersistentVolume> {
-    return new ResourceClient<PersistentVolume>(this.transport, PersistentVolumeResource);
+  persistentvolumes(): ResourceClient<PersistentVolume, "status"> {
+    return new ResourceClient<PersistentVolume, "status">(this.transport, PersistentVolumeResource);
   }
 
   /**
    * Pod objects in `namespace` (all namespaces for list and watch when omitted).
    * Subresources: attach, binding, ephemeralcontainers, eviction, exec, log, portforward, proxy, resize, status.
    */
-  pods(namespace?: string): PodClient<Pod> {
-    return new PodClient<Pod>(this.transport, PodResource, namespace);
+  pods(
+    namespace?: string,
+  ): PodClient<
+    Pod,
+    | "attach"
+    | "binding"
+    | "ephemeralcontainers"
+    | "eviction"
+    | "exec"
+    | "log"
+    | "portforward"
+    | "proxy"
+    | "resize"
+    | "status"
+  > {
+    return new PodClient<
+      Pod,
+      | "attach"
+      | "binding"
+      | "ephemeralcontainers"
+      | "eviction"
+      | "exec"
+      | "log"
+      | "portforward"
+      | "proxy"
+      | "resize"
+      | "status"
+    >(this.transport, PodResource, namespace);
   }
 
   /** PodTemplate objects in `namespace` (all namespaces for list and watch when omitted). */
@@ -324,8 +350,8 @@ export class CoreV1Api {
    * ReplicationController objects in `namespace` (all namespaces for list and watch when omitted).
    * Subresources: scale, status.
    */
-  replicationcontrollers(namespace?: string): ResourceClient<ReplicationController> {
-    return new ResourceClient<ReplicationController>(
+  replicationcontrollers(namespace?: string): ResourceClient<ReplicationController, "scale" | "status"> {
+    return new ResourceClient<ReplicationController, "scale" | "status">(
       this.transport,
       ReplicationControllerResource,
       namespace,
@@ -336,8 +362,8 @@ export class CoreV1Api {
    * ResourceQuota objects in `namespace` (all namespaces for list and watch when omitted).
    * Subresources: status.
    */
-  resourcequotas(namespace?: string): ResourceClient<ResourceQuota> {
-    return new ResourceClient<ResourceQuota>(this.transport, ResourceQuotaResource, namespace);
+  resourcequotas(namespace?: string): ResourceClient<ResourceQuota, "status"> {
+    return new ResourceClient<ResourceQuota, "status">(this.transport, ResourceQuotaResource, namespace);
   }
 
   /** Secret objects in `namespace` (all namespaces for list and watch when omitted). */
@@ -349,15 +375,15 @@ export class CoreV1Api {
    * ServiceAccount objects in `namespace` (all namespaces for list and watch when omitted).
    * Subresources: token.
    */
-  serviceaccounts(namespace?: string): ResourceClient<ServiceAccount> {
-    return new ResourceClient<ServiceAccount>(this.transport, ServiceAccountResource, namespace);
+  serviceaccounts(namespace?: string): ResourceClient<ServiceAccount, "token"> {
+    return new ResourceClient<ServiceAccount, "token">(this.transport, ServiceAccountResource, namespace);
   }
 
   /**
    * Service objects in `namespace` (all namespaces for list and watch when omitted).
    * Subresources: proxy, status.
    */
-  services(namespace?: string): ResourceClient<Service> {
-    return new ResourceClient<Service>(this.transport, ServiceResource, namespace);
+  services(namespace?: string): ResourceClient<Service, "proxy" | "status"> {
+    return new ResourceClient<Service, "proxy" | "status">(this.transport, ServiceResource, namespace);
   }
 }
