@@ -6,7 +6,7 @@
  * @module
  */
 
-import { ConfigError, type Credentials, type CredentialSource } from "./config.ts";
+import { ConfigError, type Credentials, type CredentialSource } from "./client_config.ts";
 
 /** Credentials that never change (a token and/or a client certificate). */
 export class StaticCredentials implements CredentialSource {

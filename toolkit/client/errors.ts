@@ -93,6 +93,15 @@ export function isNotFound(err: unknown): boolean {
   return apiError(err)?.code === 404;
 }
 
+/**
+ * For `.catch(ignoreNotFound)`: a NotFound error becomes `undefined` (the object is gone, which is
+ * what a delete or a lookup may expect); any other error is thrown again.
+ */
+export function ignoreNotFound(err: unknown): undefined {
+  if (isNotFound(err)) return undefined;
+  throw err;
+}
+
 /** Whether `err` is a 409 Conflict other than AlreadyExists (a stale resourceVersion, an apply conflict). */
 export function isConflict(err: unknown): boolean {
   const e = apiError(err);

@@ -7,7 +7,7 @@
  */
 
 import { parse } from "yaml";
-import { type ClientConfig, ConfigError, type Credentials, type CredentialSource } from "./config.ts";
+import { type ClientConfig, ConfigError, type Credentials, type CredentialSource } from "./client_config.ts";
 import { type ExecConfig, ExecCredentials, StaticCredentials, TokenFileCredentials } from "./credentials.ts";
 
 interface Named<T> {

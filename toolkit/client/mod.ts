@@ -1,6 +1,7 @@
 /**
  * The toolkit's Kubernetes client: configuration (kubeconfig, exec plugins, in-cluster), the
- * `fetch` transport, typed errors, the generic resource client and raw watches.
+ * `fetch` transport, typed errors, the generic resource client and raw watches. Generated API modules
+ * (`apis/`) import this module only, not the package root.
  *
  * @module
  */
@@ -26,6 +27,7 @@ export {
 } from "./config.ts";
 export {
   ApiError,
+  ignoreNotFound,
   isAlreadyExists,
   isConflict,
   isForbidden,
@@ -58,6 +60,7 @@ export {
   type JsonPatchOperation,
   type ListOptions,
   type LogOptions,
+  type MergePatch,
   type PatchOptions,
   type PatchType,
   ResourceClient,
@@ -66,8 +69,15 @@ export {
   type WatchOptions,
   type WriteOptions,
 } from "./resource_client.ts";
-export { type ExecOptions, type ExecResult, PodClient, type PortForwardStream } from "./pod_client.ts";
-export { sleep, TokenBucket } from "./rate_limiter.ts";
+export {
+  type ExecOptions,
+  type ExecResult,
+  PodClient,
+  type PortForwardStream,
+  type RemoteCommandOptions,
+  type RemoteCommandSession,
+} from "./pod_client.ts";
+export { TokenBucket } from "./rate_limiter.ts";
 export {
   type HttpMethod,
   HttpTransport,

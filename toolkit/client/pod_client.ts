@@ -42,12 +42,44 @@ export interface PortForwardStream {
   close(): void;
 }
 
+/** What an exec or attach session wires up. */
+export interface RemoteCommandOptions {
+  container?: string;
+  /** Open standard input (default false). */
+  stdin?: boolean;
+  /** Open standard output (default true). */
+  stdout?: boolean;
+  /** Open standard error (default true; never with a TTY, which merges it into standard output). */
+  stderr?: boolean;
+  tty?: boolean;
+  /** Closes the session when it aborts. */
+  signal?: AbortSignal;
+}
+
+/** An open exec or attach session; streams exist for the channels asked for. */
+export interface RemoteCommandSession {
+  /** The sub-protocol agreed (`v5.channel.k8s.io` can half-close stdin; `v4` cannot). */
+  protocol: string;
+  stdin?: WritableStream<Uint8Array>;
+  stdout?: ReadableStream<Uint8Array>;
+  stderr?: ReadableStream<Uint8Array>;
+  /** Sends a terminal size (TTY sessions). */
+  resize(size: { width: number; height: number }): void;
+  /** The command's final Status, once the session ended (exit code in `details.causes`). */
+  status: Promise<Status>;
+  /** Ends the session. */
+  close(): void;
+}
+
 const CHANNEL = { stdin: 0, stdout: 1, stderr: 2, error: 3, resize: 4, close: 255 } as const;
 
-/** A resource client for pods with the streaming subresources. */
-export class PodClient<T extends KubeObject> extends ResourceClient<T> {
-  override namespace(namespace: string): PodClient<T> {
-    return new PodClient<T>(this.transport, this.descriptor, namespace);
+/**
+ * A resource client for pods with the streaming subresources; like every subresource method,
+ * `exec`, `attach` and `portForward` need their subresource in `S`.
+ */
+export class PodClient<T extends KubeObject, S extends string = never> extends ResourceClient<T, S> {
+  override namespace(namespace: string): PodClient<T, S> {
+    return new PodClient<T, S>(this.transport, this.descriptor, namespace);
   }
 
   /**
@@ -81,73 +113,112 @@ export class PodClient<T extends KubeObject> extends ResourceClient<T> {
   }
 
   /** Runs `command` in a container and collects its output and exit code. */
-  async exec(name: string, command: string[], options: ExecOptions = {}): Promise<ExecResult> {
-    const query = new URLSearchParams();
-    for (const arg of command) query.append("command", arg);
-    return await this.#remoteCommand("exec", name, query, options);
+  async exec(
+    this: PodClient<T, "exec">,
+    name: string,
+    command: string[],
+    options: ExecOptions = {},
+  ): Promise<ExecResult> {
+    const session = await this.openExec(name, { ...sessionOptions(options), command });
+    return await collect(session, `exec in ${name}`, options);
   }
 
   /** Attaches to a running container's streams and collects output until it ends or `signal` aborts. */
-  async attach(name: string, options: ExecOptions = {}): Promise<ExecResult> {
-    return await this.#remoteCommand("attach", name, new URLSearchParams(), options);
+  async attach(this: PodClient<T, "attach">, name: string, options: ExecOptions = {}): Promise<ExecResult> {
+    const session = await this.openAttach(name, sessionOptions(options));
+    return await collect(session, `attach to ${name}`, options);
+  }
+
+  /**
+   * Starts a command in a container and hands over its streams (for proxies and interactive
+   * use); {@linkcode exec} collects them for you.
+   */
+  openExec(
+    this: PodClient<T, "exec">,
+    name: string,
+    options: RemoteCommandOptions & { command: string[] },
+  ): Promise<RemoteCommandSession> {
+    const query = new URLSearchParams();
+    for (const arg of options.command) query.append("command", arg);
+    return this.#remoteCommand("exec", name, query, options);
+  }
+
+  /** Attaches to a container's main process and hands over its streams. */
+  openAttach(
+    this: PodClient<T, "attach">,
+    name: string,
+    options: RemoteCommandOptions,
+  ): Promise<RemoteCommandSession> {
+    return this.#remoteCommand("attach", name, new URLSearchParams(), options);
   }
 
   async #remoteCommand(
     kind: "exec" | "attach",
     name: string,
     query: URLSearchParams,
-    options: ExecOptions,
-  ): Promise<ExecResult> {
+    options: RemoteCommandOptions,
+  ): Promise<RemoteCommandSession> {
+    const tty = options.tty ?? false;
+    const wants = {
+      stdin: options.stdin ?? false,
+      stdout: options.stdout ?? true,
+      stderr: (options.stderr ?? true) && !tty,
+    };
     if (options.container) query.set("container", options.container);
-    query.set("stdout", "true");
-    query.set("stderr", options.tty ? "false" : "true");
-    query.set("stdin", options.stdin !== undefined ? "true" : "false");
-    query.set("tty", options.tty ? "true" : "false");
+    query.set("stdin", String(wants.stdin));
+    query.set("stdout", String(wants.stdout));
+    query.set("stderr", String(wants.stderr));
+    query.set("tty", String(tty));
     const path = objectPath(this.descriptor, name, this.boundNamespace, kind);
     const { socket, listen } = await this.#socket(path, query, ["v5.channel.k8s.io", "v4.channel.k8s.io"]);
-    const decoder = { stdout: new TextDecoder(), stderr: new TextDecoder() };
-    let stdout = "";
-    let stderr = "";
+    const outputs = new Map<number, ReadableStreamDefaultController<Uint8Array>>();
+    const output = (channel: number) =>
+      new ReadableStream<Uint8Array>({
+        start: (controller) => void outputs.set(channel, controller),
+        cancel: () => void outputs.delete(channel),
+      });
+    const stdout = wants.stdout ? output(CHANNEL.stdout) : undefined;
+    const stderr = wants.stderr ? output(CHANNEL.stderr) : undefined;
     let statusText = "";
-    const finished = new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        socket.close();
-        reject(new Error(`${kind} in ${name} timed out`));
-      }, options.timeoutMs ?? 60_000);
-      options.signal?.addEventListener("abort", () => socket.close(), { once: true });
+    const status = new Promise<Status>((resolve) => {
       listen((event) => {
         const data = new Uint8Array(event.data as ArrayBuffer);
         if (data.length === 0) return;
-        const payload = data.subarray(1);
-        switch (data[0]) {
-          case CHANNEL.stdout:
-            stdout += decoder.stdout.decode(payload, { stream: true });
-            break;
-          case CHANNEL.stderr:
-            stderr += decoder.stderr.decode(payload, { stream: true });
-            break;
-          case CHANNEL.error:
-            statusText += new TextDecoder().decode(payload);
-            break;
-        }
+        if (data[0] === CHANNEL.error) statusText += new TextDecoder().decode(data.subarray(1));
+        else outputs.get(data[0])?.enqueue(data.slice(1));
       });
       socket.onclose = () => {
-        clearTimeout(timer);
-        resolve();
+        for (const controller of outputs.values()) controller.close();
+        outputs.clear();
+        resolve(statusText ? JSON.parse(statusText) : { status: "Success" });
       };
     });
-    if (options.stdin !== undefined) {
-      const bytes = typeof options.stdin === "string"
-        ? new TextEncoder().encode(options.stdin)
-        : options.stdin;
-      socket.send(frame(CHANNEL.stdin, bytes));
-      if (socket.protocol === "v5.channel.k8s.io") {
-        socket.send(new Uint8Array([CHANNEL.close, CHANNEL.stdin]));
-      }
-    }
-    await finished;
-    const status: Status = statusText ? JSON.parse(statusText) : { status: "Success" };
-    return { stdout, stderr, exitCode: exitCodeOf(status), status };
+    const close = () => socket.close();
+    options.signal?.addEventListener("abort", close, { once: true });
+    void status.then(() => options.signal?.removeEventListener("abort", close));
+    const stdin = wants.stdin
+      ? new WritableStream<Uint8Array>({
+        write: (chunk) => socket.send(frame(CHANNEL.stdin, chunk)),
+        // v5 can half-close stdin; v4 cannot, so the command sees end of input only when it ends.
+        close: () => {
+          if (socket.protocol === "v5.channel.k8s.io") {
+            socket.send(new Uint8Array([CHANNEL.close, CHANNEL.stdin]));
+          }
+        },
+      })
+      : undefined;
+    return {
+      protocol: socket.protocol,
+      stdin,
+      stdout,
+      stderr,
+      resize: ({ width, height }) =>
+        socket.send(
+          frame(CHANNEL.resize, new TextEncoder().encode(JSON.stringify({ Width: width, Height: height }))),
+        ),
+      status,
+      close,
+    };
   }
 
   /**
@@ -155,9 +226,10 @@ export class PodClient<T extends KubeObject> extends ResourceClient<T> {
    * the port on the data channel, so nothing written early is lost.
    */
   async portForward(
+    this: PodClient<T, "portforward">,
     name: string,
     port: number,
-    options: { timeoutMs?: number } = {},
+    options: { timeoutMs?: number; signal?: AbortSignal } = {},
   ): Promise<PortForwardStream> {
     const path = objectPath(this.descriptor, name, this.boundNamespace, "portforward");
     const { socket, listen } = await this.#socket(path, new URLSearchParams({ ports: String(port) }), [
@@ -213,12 +285,60 @@ export class PodClient<T extends KubeObject> extends ResourceClient<T> {
       fail(new Error(`port-forward to ${name}:${port}: no answer within ${options.timeoutMs ?? 30_000} ms`));
       socket.close();
     }, options.timeoutMs ?? 30_000);
+    const close = () => socket.close();
+    options.signal?.addEventListener("abort", close, { once: true });
     try {
       await announced;
     } finally {
       clearTimeout(timer);
     }
-    return { readable, writable, close: () => socket.close() };
+    return { readable, writable, close };
+  }
+}
+
+function sessionOptions(options: ExecOptions): RemoteCommandOptions {
+  return {
+    container: options.container,
+    stdin: options.stdin !== undefined,
+    stdout: true,
+    stderr: !options.tty,
+    tty: options.tty,
+    signal: options.signal,
+  };
+}
+
+/** Writes the session's stdin, reads its output to the end, and waits for its status. */
+async function collect(
+  session: RemoteCommandSession,
+  what: string,
+  options: ExecOptions,
+): Promise<ExecResult> {
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    session.close();
+  }, options.timeoutMs ?? 60_000);
+  try {
+    const text = (stream: ReadableStream<Uint8Array> | undefined) =>
+      stream ? new Response(stream).text() : Promise.resolve("");
+    const [stdout, stderr] = await Promise.all([
+      text(session.stdout),
+      text(session.stderr),
+      (async () => {
+        if (!session.stdin || options.stdin === undefined) return;
+        const bytes = typeof options.stdin === "string"
+          ? new TextEncoder().encode(options.stdin)
+          : options.stdin;
+        const writer = session.stdin.getWriter();
+        await writer.write(bytes);
+        await writer.close();
+      })(),
+    ]);
+    const status = await session.status;
+    if (timedOut) throw new Error(`${what} timed out`);
+    return { stdout, stderr, exitCode: exitCodeOf(status), status };
+  } finally {
+    clearTimeout(timer);
   }
 }
 

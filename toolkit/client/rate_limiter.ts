@@ -4,6 +4,8 @@
  * @module
  */
 
+import { sleep } from "../util/mod.ts";
+
 /** Client-side request rate limit. */
 export class TokenBucket {
   #tokens: number;
@@ -53,20 +55,4 @@ export class TokenBucket {
       await sleep(this.when(), signal);
     }
   }
-}
-
-/** Resolves after `ms`, or rejects with the signal's reason when it aborts first. */
-export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason);
-    const timer = setTimeout(() => {
-      signal?.removeEventListener("abort", onAbort);
-      resolve();
-    }, Math.max(0, ms));
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal?.reason);
-    };
-    signal?.addEventListener("abort", onAbort, { once: true });
-  });
 }

@@ -12,7 +12,8 @@
 
 import type { ClientConfig, Credentials } from "./config.ts";
 import { ApiError, type Status } from "./errors.ts";
-import { sleep, TokenBucket } from "./rate_limiter.ts";
+import { sleep } from "../util/mod.ts";
+import { TokenBucket } from "./rate_limiter.ts";
 import { LinkedAbort } from "./abort.ts";
 import type { NodeHttpsClient } from "./node_fetch.ts";
 
