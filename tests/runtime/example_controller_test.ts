@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import type { KubeObject, ResourceDescriptor } from "../../toolkit/client/resource.ts";
 import { connect, envTest, eventually } from "../../toolkit/envtest/testing.ts";
+import { allocatePort } from "../../toolkit/envtest/ports.ts";
 
 const CONFIGMAPS: ResourceDescriptor = {
   group: "",
@@ -16,9 +17,14 @@ envTest("the README's example controller runs against a real cluster and stops o
   const cluster = env.cluster("example");
   const client = await connect(cluster);
   const script = new URL("../../toolkit/examples/configmap_checksum.ts", import.meta.url).pathname;
+  const [metricsPort, healthPort] = [allocatePort(), allocatePort()];
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "--allow-net", "--allow-read", "--allow-env", "--allow-run", script],
-    env: { KUBECONFIG: cluster.kubeconfig },
+    env: {
+      KUBECONFIG: cluster.kubeconfig,
+      METRICS_PORT: String(metricsPort),
+      HEALTH_PORT: String(healthPort),
+    },
     stdout: "piped",
     stderr: "piped",
   }).spawn();
@@ -42,6 +48,14 @@ envTest("the README's example controller runs against a real cluster and stops o
       async () => (await cms.get("tracked")).metadata?.annotations?.["example.kubeocean.io/sha256"] !== first,
     );
     assert.equal((await cms.get("ignored")).metadata?.annotations, undefined);
+    // The Manager serves the reconcile metrics and a ready probe.
+    const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    assert.match(
+      metrics,
+      /controller_runtime_reconcile_total\{controller="configmap-checksum",result="success"\} [1-9]/,
+    );
+    const ready = await fetch(`http://127.0.0.1:${healthPort}/readyz`);
+    assert.equal(ready.status, 200, await ready.text());
   } finally {
     child.kill("SIGTERM");
     const result = await output;

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { sleep } from "../client/rate_limiter.ts";
+import { sleep } from "../util/mod.ts";
 
 /** A backoff policy: the delay before the next attempt. */
 export interface Backoff {

@@ -24,11 +24,12 @@ import { type KubeObject, objectKey, type ObjectRef, parseObjectKey, refOf } fro
 import type { ResourceClient } from "../client/resource_client.ts";
 import type { Transport } from "../client/transport.ts";
 import { type Informer, InformerFactory, type InformerOptions } from "./informer.ts";
+import { Channel } from "./channel.ts";
 import { type Logger, silentLogger } from "./log.ts";
 import type { RuntimeMetrics } from "./metrics.ts";
 import type { ChangeEvent, Predicate } from "./predicates.ts";
 import { WorkQueue } from "./queue.ts";
-import type { ReadStore, ReflectedEvent } from "./store.ts";
+import type { ReadStore } from "./store.ts";
 
 /** What to do after a reconcile. */
 export interface Action {
@@ -76,6 +77,36 @@ export type ErrorPolicy<T> = (error: Error, ref: ObjectRef, ctx: ReconcileContex
 export const defaultErrorPolicy: ErrorPolicy<unknown> = (error: Error): Action | "backoff" =>
   error instanceof TerminalError ? Action.done() : "backoff";
 
+/** What one reconcile came to (see {@linkcode Controller.outcomes}). */
+export interface ReconcileOutcome {
+  /** The controller's name. */
+  controller: string;
+  /** `namespace/name` of the object. */
+  key: string;
+  /** `success`, `requeue_after` (success with a requeue) or `error`. */
+  result: "success" | "requeue_after" | "error";
+  /** The action returned (or chosen by the error policy). */
+  action?: Action;
+  /** The error thrown, for `error`. */
+  error?: Error;
+  /** How long the reconcile took. */
+  seconds: number;
+}
+
+/**
+ * Something a {@linkcode Manager} runs until its signal aborts: a controller, a periodic job, a
+ * server. A rejection stops the whole manager.
+ */
+export interface Runnable {
+  /** Name used in logs. */
+  readonly name: string;
+  /** Runs until `signal` aborts. */
+  run(signal: AbortSignal): Promise<void>;
+}
+
+/** Maps a change of a watched object to the primary objects to reconcile. */
+export type MapFunc<O, T> = (object: O, event: ChangeEvent<O>, primary: ReadStore<T>) => ObjectRef[];
+
 /** Options of {@linkcode ControllerBuilder}. */
 export interface ControllerOptions extends InformerOptions {
   /** Name used in logs and metrics. */
@@ -94,6 +125,8 @@ export interface ControllerOptions extends InformerOptions {
   metrics?: RuntimeMetrics;
   /** The work queue to use (default: a new queue with client-go's default rate limiter). */
   queue?: WorkQueue<string>;
+  /** Called after every reconcile (metrics, tests); see also {@linkcode Controller.outcomes}. */
+  onOutcome?: (outcome: ReconcileOutcome) => void;
 }
 
 /** A cache a reconciler reads: {@linkcode Informer} fits. */
@@ -102,21 +135,69 @@ export interface RequiredCache {
   ready(signal?: AbortSignal): Promise<void>;
 }
 
-interface Trigger {
-  client: ResourceClient<KubeObject>;
-  options: InformerOptions;
-  predicates: Predicate<KubeObject>[];
-  map: (event: ChangeEvent<KubeObject>) => ObjectRef[];
+/** Creates informers for a cluster: shared ones from a factory, or the controller's own. */
+type InformerSource = (transport: Transport) => InformerFactory;
+
+/**
+ * A resource whose changes enqueue primary objects. Built inside {@linkcode ControllerBuilder.watches},
+ * where the watched type is known, so the controller keeps no untyped informers.
+ */
+interface Trigger<T> {
+  /** Gets (or creates) the informer from `source` and returns its cache and its feed. */
+  connect(source: InformerSource, onError: ((error: Error) => void) | undefined): ConnectedTrigger<T>;
+}
+
+interface ConnectedTrigger<T> {
+  cache: RequiredCache;
+  /** Enqueues the mapped references of every event until `signal` aborts. */
+  feed(signal: AbortSignal, primary: ReadStore<T>, enqueue: (ref: ObjectRef) => void): Promise<void>;
+}
+
+function trigger<O extends KubeObject, T>(
+  client: ResourceClient<O>,
+  options: InformerOptions,
+  predicates: readonly Predicate<O>[],
+  map: MapFunc<O, T>,
+): Trigger<T> {
+  return {
+    connect(source, onError) {
+      const informer = source(client.transport).for(client, { ...options, onError });
+      return {
+        cache: informer,
+        async feed(signal, primary, enqueue) {
+          for await (const event of informer.events(signal)) {
+            if (event.type !== "Apply" && event.type !== "InitApply" && event.type !== "Delete") continue;
+            const change: ChangeEvent<O> = {
+              type: event.type,
+              object: event.object,
+              previous: event.previous,
+            };
+            if (!predicates.every((p) => p(change))) continue;
+            for (const ref of map(event.object, change, primary)) enqueue(ref);
+          }
+        },
+      };
+    },
+  };
 }
 
 /** Builds a {@linkcode Controller} for primary resource `T`. */
 export class ControllerBuilder<T extends KubeObject> {
-  readonly #triggers: Trigger[] = [];
+  readonly #triggers: Trigger<T>[] = [];
   readonly #streams: AsyncIterable<ObjectRef>[] = [];
   readonly #primaryPredicates: Predicate<T>[] = [];
   readonly #required: RequiredCache[] = [];
 
-  constructor(readonly primary: ResourceClient<T>, readonly options: ControllerOptions) {}
+  /**
+   * @param primary the resource the controller reconciles
+   * @param options name, concurrency, informer options of the primary resource, and shared parts
+   * @param onBuild called with the built controller (a {@linkcode Manager} registers it this way)
+   */
+  constructor(
+    readonly primary: ResourceClient<T>,
+    readonly options: ControllerOptions,
+    readonly onBuild?: (controller: Controller<T>) => void,
+  ) {}
 
   /** Only primary events that pass every predicate trigger a reconcile. */
   withPredicate(...predicates: Predicate<T>[]): this {
@@ -150,18 +231,17 @@ export class ControllerBuilder<T extends KubeObject> {
     );
   }
 
-  /** Reconciles the references `map` returns for every change of `other` (any cluster). */
+  /**
+   * Reconciles the references `map` returns for every change of `other` (any cluster). `map` also
+   * gets the primary resource's cache, e.g. to find the primaries that refer to the object.
+   */
   watches<O extends KubeObject>(
     other: ResourceClient<O>,
-    map: (object: O, event: ChangeEvent<O>) => ObjectRef[],
+    map: MapFunc<O, T>,
     options: InformerOptions & { predicates?: Predicate<O>[] } = {},
   ): this {
-    this.#triggers.push({
-      client: other as unknown as ResourceClient<KubeObject>,
-      options,
-      predicates: (options.predicates ?? []) as Predicate<KubeObject>[],
-      map: (event) => map(event.object as O, event as ChangeEvent<O>),
-    });
+    const { predicates = [], ...informerOptions } = options;
+    this.#triggers.push(trigger(other, informerOptions, predicates, map));
     return this;
   }
 
@@ -181,38 +261,42 @@ export class ControllerBuilder<T extends KubeObject> {
     return this;
   }
 
-  /** Builds the controller. */
-  build(
-    reconcile: Reconciler<T>,
-    errorPolicy: ErrorPolicy<T> = defaultErrorPolicy as ErrorPolicy<T>,
-  ): Controller<T> {
-    const primaryTrigger: Trigger = {
-      client: this.primary as unknown as ResourceClient<KubeObject>,
-      options: this.options,
-      predicates: this.#primaryPredicates as Predicate<KubeObject>[],
-      map: (event) => [refOf(event.object)],
-    };
-    return new Controller<T>(
+  /** Builds the controller (and hands it to the builder's `onBuild`, e.g. a manager). */
+  build(reconcile: Reconciler<T>, errorPolicy: ErrorPolicy<T> = defaultErrorPolicy): Controller<T> {
+    const controller = new Controller<T>(
+      this.primary,
       this.options,
-      [primaryTrigger, ...this.#triggers],
+      this.#primaryPredicates,
+      this.#triggers,
       this.#streams,
       reconcile,
       errorPolicy,
       this.#required,
     );
+    this.onBuild?.(controller);
+    return controller;
   }
 }
 
-/** A built controller; {@linkcode Controller.run} runs it until the signal aborts. */
-export class Controller<T extends KubeObject> {
+/**
+ * A built controller; {@linkcode Controller.run} runs it until the signal aborts. Its caches exist
+ * from construction (empty until the run lists them), so mapping functions and other controllers
+ * may read {@linkcode Controller.store} at any time.
+ */
+export class Controller<T extends KubeObject> implements Runnable {
   readonly queue: WorkQueue<string>;
   readonly log: Logger;
-  #primary?: Informer<T>;
+  readonly #primary: Informer<T>;
+  readonly #triggers: ConnectedTrigger<T>[];
+  readonly #ownFactories = new Map<Transport, InformerFactory>();
+  readonly #outcomes = new Set<Channel<ReconcileOutcome>>();
   #running = false;
 
   constructor(
+    primary: ResourceClient<T>,
     readonly options: ControllerOptions,
-    readonly triggers: readonly Trigger[],
+    readonly primaryPredicates: readonly Predicate<T>[],
+    triggers: readonly Trigger<T>[],
     readonly streams: readonly AsyncIterable<ObjectRef>[],
     readonly reconcile: Reconciler<T>,
     readonly errorPolicy: ErrorPolicy<T>,
@@ -221,17 +305,57 @@ export class Controller<T extends KubeObject> {
     this.log = (options.logger ?? silentLogger).with({ controller: options.name });
     this.queue = options.queue ??
       new WorkQueue<string>(undefined, options.metrics?.queueObserver(options.name) ?? {});
+    const source: InformerSource = options.informers ?? ((transport) => {
+      let factory = this.#ownFactories.get(transport);
+      if (!factory) this.#ownFactories.set(transport, factory = new InformerFactory(transport));
+      return factory;
+    });
+    // Shared informers report their errors through their factory; the controller logs its own.
+    const onError = (resource: string) =>
+      options.informers ? undefined : (error: Error) => this.log.warn("watch error", { resource, error });
+    const own = informerOptionsOf(options);
+    const primaryTrigger = trigger<T, T>(primary, own, primaryPredicates, (object) => [refOf(object)]);
+    this.#triggers = [primaryTrigger, ...triggers].map((t, i) =>
+      t.connect(source, onError(i === 0 ? primary.descriptor.plural : "watched resource"))
+    );
+    this.#primary = source(primary.transport).for(primary, {
+      ...own,
+      onError: onError(primary.descriptor.plural),
+    });
   }
 
-  /** The primary resource's cache (available once {@linkcode run} has started). */
+  /** The controller's name. */
+  get name(): string {
+    return this.options.name;
+  }
+
+  /** The primary resource's cache (empty until the controller runs and has listed). */
   get store(): ReadStore<T> {
-    if (!this.#primary) throw new Error(`controller ${this.options.name} is not running`);
     return this.#primary.store;
   }
 
   /** Queues a reconcile of `ref` (e.g. from a webhook or a timer). */
   enqueue(ref: ObjectRef): void {
     this.queue.add(objectKey(ref));
+  }
+
+  /** Queues every cached primary object (e.g. after a test moved the clock). */
+  resync(): void {
+    for (const object of this.store.list()) this.enqueue(refOf(object));
+  }
+
+  /**
+   * The outcome of every reconcile from now on, until `signal` aborts or the controller stops:
+   * for tests ("wait until this key reconciled without error") and for metrics.
+   */
+  outcomes(signal?: AbortSignal): AsyncIterable<ReconcileOutcome> {
+    const channel = new Channel<ReconcileOutcome>();
+    this.#outcomes.add(channel);
+    signal?.addEventListener("abort", () => {
+      this.#outcomes.delete(channel);
+      channel.close();
+    }, { once: true });
+    return channel;
   }
 
   /**
@@ -242,35 +366,18 @@ export class Controller<T extends KubeObject> {
   async run(signal: AbortSignal): Promise<void> {
     if (this.#running) throw new Error(`controller ${this.options.name} is already running`);
     this.#running = true;
-    const privateFactories = new Map<Transport, InformerFactory>();
-    const factoryFor = (transport: Transport) => {
-      if (this.options.informers) return this.options.informers(transport);
-      let factory = privateFactories.get(transport);
-      if (!factory) privateFactories.set(transport, factory = new InformerFactory(transport));
-      return factory;
-    };
     const subscriptions = new AbortController();
-    const informers: Informer<KubeObject>[] = [];
-    const feeders: Promise<void>[] = [];
-    for (const [index, trigger] of this.triggers.entries()) {
-      const informer = factoryFor(trigger.client.transport).for(trigger.client, {
-        ...trigger.options,
-        onError: this.options.informers
-          ? undefined
-          : (error) => this.log.warn("watch error", { resource: trigger.client.descriptor.plural, error }),
-      });
-      if (index === 0) this.#primary = informer as unknown as Informer<T>;
-      informers.push(informer);
-      feeders.push(this.#feed(informer.events(subscriptions.signal), trigger));
-    }
-    for (const stream of this.streams) {
-      feeders.push(feedUntilAborted(stream, subscriptions.signal, (ref) => this.enqueue(ref)));
-    }
+    const enqueue = (ref: ObjectRef) => this.enqueue(ref);
+    const feeders: Promise<void>[] = this.#triggers.map((t) =>
+      t.feed(subscriptions.signal, this.store, enqueue)
+    );
+    for (const stream of this.streams) feeders.push(feedUntilAborted(stream, subscriptions.signal, enqueue));
 
     const drain = new AbortController();
     try {
-      for (const cache of this.required) cache.start();
-      await Promise.all([...informers, ...this.required].map((i) => i.ready(signal)));
+      const caches = [...this.#triggers.map((t) => t.cache), ...this.required];
+      for (const cache of caches) cache.start();
+      await Promise.all(caches.map((c) => c.ready(signal)));
       this.log.info("caches synced, starting workers", { concurrency: this.options.concurrency ?? 1 });
       const workers = Array.from({ length: this.options.concurrency ?? 1 }, () => this.#worker(drain.signal));
       await new Promise<void>((resolve) => {
@@ -291,21 +398,10 @@ export class Controller<T extends KubeObject> {
       subscriptions.abort();
       await this.queue.shutDown();
       await Promise.allSettled(feeders);
-      await Promise.all([...privateFactories.values()].map((f) => f.stop()));
+      await Promise.all([...this.#ownFactories.values()].map((f) => f.stop()));
+      for (const channel of this.#outcomes) channel.close();
+      this.#outcomes.clear();
       this.#running = false;
-    }
-  }
-
-  async #feed(events: AsyncIterable<ReflectedEvent<KubeObject>>, trigger: Trigger): Promise<void> {
-    for await (const event of events) {
-      if (event.type !== "Apply" && event.type !== "InitApply" && event.type !== "Delete") continue;
-      const change: ChangeEvent<KubeObject> = {
-        type: event.type,
-        object: event.object,
-        previous: event.previous,
-      };
-      if (!trigger.predicates.every((p) => p(change))) continue;
-      for (const ref of trigger.map(change)) this.queue.add(objectKey(ref));
     }
   }
 
@@ -316,8 +412,8 @@ export class Controller<T extends KubeObject> {
       const ref = parseObjectKey(key);
       const ctx: ReconcileContext<T> = {
         key,
-        object: this.#primary?.store.get(key),
-        store: this.#primary!.store,
+        object: this.store.get(key),
+        store: this.store,
         signal: drainSignal,
         log: this.log.with({ object: key }),
         retries: this.queue.retries(key),
@@ -326,15 +422,15 @@ export class Controller<T extends KubeObject> {
       try {
         const action = (await this.reconcile(ref, ctx)) ?? Action.done();
         this.queue.forget(key);
-        if (action.requeueAfterMs !== undefined) {
-          this.queue.addAfter(key, action.requeueAfterMs);
-          this.#record("requeue_after", started);
-        } else {
-          this.#record("success", started);
-        }
+        if (action.requeueAfterMs !== undefined) this.queue.addAfter(key, action.requeueAfterMs);
+        this.#report({
+          key,
+          result: action.requeueAfterMs !== undefined ? "requeue_after" : "success",
+          action,
+          started,
+        });
       } catch (err) {
         const error = err instanceof Error ? err : new Error(String(err));
-        this.#record("error", started);
         let decision: Action | "backoff";
         try {
           decision = this.errorPolicy(error, ref, ctx);
@@ -352,15 +448,52 @@ export class Controller<T extends KubeObject> {
           this.queue.forget(key);
           if (decision.requeueAfterMs !== undefined) this.queue.addAfter(key, decision.requeueAfterMs);
         }
+        this.#report({
+          key,
+          result: "error",
+          error,
+          action: decision === "backoff" ? undefined : decision,
+          started,
+        });
       } finally {
         this.queue.done(key);
       }
     }
   }
 
-  #record(result: "success" | "error" | "requeue_after", started: number): void {
-    this.options.metrics?.recordReconcile(this.options.name, result, (performance.now() - started) / 1000);
+  #report(
+    outcome: Omit<ReconcileOutcome, "controller" | "seconds"> & { started: number },
+  ): void {
+    const { started, ...rest } = outcome;
+    const full: ReconcileOutcome = {
+      controller: this.options.name,
+      ...rest,
+      seconds: (performance.now() - started) / 1000,
+    };
+    this.options.metrics?.recordReconcile(full.controller, full.result, full.seconds);
+    try {
+      this.options.onOutcome?.(full);
+    } catch (err) {
+      this.log.warn("onOutcome hook failed", { error: err });
+    }
+    for (const channel of this.#outcomes) channel.push(full);
   }
+}
+
+/** The informer options among a controller's options. */
+function informerOptionsOf(options: ControllerOptions): InformerOptions {
+  const {
+    name: _name,
+    informers: _informers,
+    concurrency: _concurrency,
+    drainTimeoutMs: _drain,
+    logger: _logger,
+    metrics: _metrics,
+    queue: _queue,
+    onOutcome: _onOutcome,
+    ...informerOptions
+  } = options;
+  return informerOptions;
 }
 
 function groupOf(apiVersion: string): string {

@@ -10,7 +10,7 @@
 import type { KubeObject, ResourceDescriptor } from "../client/resource.ts";
 import { ResourceClient } from "../client/resource_client.ts";
 import type { Transport } from "../client/transport.ts";
-import { microTime } from "./leader_election.ts";
+import { microTime } from "../apimachinery/time.ts";
 import { type Logger, silentLogger } from "./log.ts";
 
 /** Descriptor of `events.k8s.io/v1` events. */

@@ -61,6 +61,11 @@ export class Informer<T extends KubeObject> {
     return this;
   }
 
+  /** Whether {@linkcode start} was called (the informer lists and watches from then on). */
+  get started(): boolean {
+    return this.#controller !== undefined;
+  }
+
   /** Stops watching and ends every subscription. */
   async stop(): Promise<void> {
     this.#controller?.abort();

@@ -12,7 +12,8 @@ import { LinkedAbort } from "../client/abort.ts";
 import { isAlreadyExists, isConflict, isNotFound } from "../client/errors.ts";
 import type { KubeObject, ResourceDescriptor } from "../client/resource.ts";
 import { ResourceClient } from "../client/resource_client.ts";
-import { sleep } from "../client/rate_limiter.ts";
+import { microTime } from "../apimachinery/time.ts";
+import { sleep } from "../util/mod.ts";
 import type { Transport } from "../client/transport.ts";
 import { type Logger, silentLogger } from "./log.ts";
 
@@ -57,11 +58,6 @@ export interface LeaderElectionOptions {
   log?: Logger;
   /** Clock (for tests). */
   now?: () => number;
-}
-
-/** Formats a timestamp as a Kubernetes MicroTime (`2006-01-02T15:04:05.000000Z`). */
-export function microTime(ms: number): string {
-  return new Date(ms).toISOString().replace(/\.(\d{3})Z$/, ".$1000Z");
 }
 
 type Spec = NonNullable<Lease["spec"]>;
@@ -115,8 +111,11 @@ export class LeaderElector {
   }
 
   /**
-   * Campaigns until leadership is won, leads until it is lost or `signal` aborts, then returns.
-   * Run it again to campaign again (or exit the process, as most controllers do).
+   * Campaigns until leadership is won, leads until it is lost, the leading work ends, or `signal`
+   * aborts, then returns. Leading work that ends or fails ends the leadership too: the lease is
+   * released at once (a standby takes over instead of a leader that renews but does nothing), and
+   * the work's error is thrown from here. Run it again to campaign again (or exit the process, as
+   * most controllers do).
    */
   async run(signal: AbortSignal): Promise<void> {
     // Acquire.
@@ -128,16 +127,21 @@ export class LeaderElector {
     this.#isLeader = true;
     this.#log.info("became leader");
     const leading = new AbortController();
-    const leadership = Promise.resolve().then(() => this.#opts.onStartedLeading(leading.signal)).catch(
+    const workEnded = new AbortController();
+    let workError: unknown;
+    const leadership = Promise.resolve().then(() => this.#opts.onStartedLeading(leading.signal)).then(
+      () => workEnded.abort(),
       (err) => {
-        this.#log.error("onStartedLeading failed", { error: err });
+        workError = err ?? new Error("leading work failed");
+        workEnded.abort();
       },
     );
-    // Renew.
+    // Renew while leading and working.
+    const stop = new LinkedAbort(signal, workEnded.signal);
     let lastRenew = this.#now();
-    while (!signal.aborted) {
-      await sleep(this.#opts.retryPeriodMs, signal).catch(() => {});
-      if (signal.aborted) break;
+    while (!stop.signal.aborted) {
+      await sleep(this.#opts.retryPeriodMs, stop.signal).catch(() => {});
+      if (stop.signal.aborted) break;
       const attempt = new LinkedAbort(signal);
       const timer = setTimeout(
         () => attempt.abort(new Error("renew deadline")),
@@ -153,12 +157,18 @@ export class LeaderElector {
         break;
       }
     }
+    stop.dispose();
+    const workStopped = workEnded.signal.aborted && !signal.aborted;
     this.#isLeader = false;
     leading.abort(new Error("leadership lost"));
     await leadership;
-    if (signal.aborted && this.#opts.releaseOnCancel) await this.release();
+    if ((signal.aborted && this.#opts.releaseOnCancel) || workStopped) await this.release();
     this.options.onStoppedLeading?.();
-    this.#log.info("stopped leading");
+    if (workStopped && workError !== undefined) {
+      this.#log.error("leading work failed: stepped down", { error: workError });
+      throw workError;
+    }
+    this.#log.info(workStopped ? "leading work ended: stepped down" : "stopped leading");
   }
 
   /** Gives the lease up if this candidate holds it (holder cleared, duration 1 s). */

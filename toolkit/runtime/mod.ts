@@ -13,6 +13,7 @@ export {
   withBackoff,
 } from "./backoff.ts";
 export { Channel, merge } from "./channel.ts";
+export { type Clock, systemClock, TestClock } from "./clock.ts";
 export {
   Action,
   Controller,
@@ -20,9 +21,12 @@ export {
   type ControllerOptions,
   defaultErrorPolicy,
   type ErrorPolicy,
+  type MapFunc,
   type ReconcileContext,
+  type ReconcileOutcome,
   type Reconciler,
   type RequiredCache,
+  type Runnable,
 } from "./controller.ts";
 export {
   EVENT_DESCRIPTOR,
@@ -40,16 +44,23 @@ export {
   withFinalizer,
 } from "./finalizer.ts";
 export { type HealthCheck, HealthChecks } from "./health.ts";
-export { Informer, InformerFactory, type InformerFactoryOptions, type InformerOptions } from "./informer.ts";
+export {
+  Informer,
+  InformerFactory,
+  type InformerFactoryOptions,
+  type InformerOptions,
+  stripManagedFields,
+} from "./informer.ts";
 export {
   type LeaderElectionOptions,
   LeaderElector,
   type Lease,
   LEASE_DESCRIPTOR,
-  microTime,
 } from "./leader_election.ts";
 export { type LogFormat, Logger, type LoggerOptions, type LogLevel, silentLogger } from "./log.ts";
+export { type ListenAddress, Manager, type ManagerLeaderElection, type ManagerOptions } from "./manager.ts";
 export { Registry, RuntimeMetrics, serveMetrics } from "./metrics.ts";
+export { PendingWrites } from "./pending_writes.ts";
 export {
   and,
   annotationsChanged,
