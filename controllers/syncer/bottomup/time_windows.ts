@@ -74,24 +74,51 @@ function parseHHMM(text: string): number {
   return Number(match[1]) * 60 + Number(match[2]);
 }
 
-/** The instant of local `minutes` past midnight on the local date `y-m-d` in `timeZone`. */
-function instantOf(y: number, m: number, d: number, minutes: number, timeZone: string): Date {
-  // Start from the wall time read as UTC, then correct by the zone's offset (twice, for DST edges).
-  const wall = Date.UTC(y, m - 1, d, Math.floor(minutes / 60), minutes % 60);
-  let guess = wall;
-  for (let i = 0; i < 2; i++) {
-    const local = localOf(new Date(guess), timeZone);
-    const seen = Date.UTC(
-      local.year,
-      local.month - 1,
-      local.day,
-      Math.floor(local.minutes / 60),
-      local.minutes % 60,
-    );
-    guess += wall - seen;
-  }
-  return new Date(guess);
+/** The zone's offset from UTC at `instant`, in ms (whole minutes). */
+function offsetAt(instant: number, timeZone: string): number {
+  const local = localOf(new Date(instant), timeZone);
+  const wall = Date.UTC(
+    local.year,
+    local.month - 1,
+    local.day,
+    Math.floor(local.minutes / 60),
+    local.minutes % 60,
+  );
+  return wall - Math.floor(instant / 60_000) * 60_000;
 }
+
+/**
+ * Every instant whose local time in `timeZone` is `minutes` past midnight on the local date
+ * `y-m-d`: usually one, two when clocks go back (the hour repeats), none when they go forward
+ * (the time does not exist that day).
+ */
+function instantsOf(y: number, m: number, d: number, minutes: number, timeZone: string): Date[] {
+  const wall = Date.UTC(y, m - 1, d, Math.floor(minutes / 60), minutes % 60);
+  const offsets = new Set([offsetAt(wall - DAY_MS, timeZone), offsetAt(wall + DAY_MS, timeZone)]);
+  return [...offsets].map((offset) => wall - offset).filter((t) => {
+    const local = localOf(new Date(t), timeZone);
+    return local.month === m && local.day === d && local.minutes === minutes;
+  }).map((t) => new Date(t));
+}
+
+/** The instants within `[from, to)` at which the zone's offset changes (DST), to the minute. */
+function offsetChanges(from: number, to: number, timeZone: string): Date[] {
+  const changes: Date[] = [];
+  for (let day = from; day < to; day += DAY_MS) {
+    let [low, high] = [day, Math.min(day + DAY_MS, to)];
+    if (offsetAt(low, timeZone) === offsetAt(high, timeZone)) continue;
+    const before = offsetAt(low, timeZone);
+    while (high - low > 60_000) {
+      const middle = low + Math.floor((high - low) / 120_000) * 60_000;
+      if (offsetAt(middle, timeZone) === before) low = middle;
+      else high = middle;
+    }
+    changes.push(new Date(high));
+  }
+  return changes;
+}
+
+const DAY_MS = 24 * 3600_000;
 
 function dayListed(days: string[] | undefined, weekday: number): boolean {
   return !days?.length || days.some((d) => d.toLowerCase() === DAYS[weekday]);
@@ -132,16 +159,18 @@ export function evaluateWindows(
   const activeAt = (t: Date) => windows.some((w) => windowActive(w, t, timeZone));
   const active = activeAt(now);
   const activeWindow = windows.find((w) => windowActive(w, now, timeZone));
-  // Candidate transitions: every window's start and end on the local days around now.
-  const candidates: Date[] = [];
+  // Candidate transitions: every instant a window starts or ends on the local days around now
+  // (twice when clocks go back), and the instants the clocks change: a window starting inside a
+  // skipped hour opens when the skipped hour ends.
   const today = localOf(now, timeZone);
+  const candidates = offsetChanges(now.getTime() - 9 * DAY_MS, now.getTime() + 9 * DAY_MS, timeZone);
   for (let offset = -8; offset <= 8; offset++) {
     const date = new Date(Date.UTC(today.year, today.month - 1, today.day + offset));
     const [y, m, d] = [date.getUTCFullYear(), date.getUTCMonth() + 1, date.getUTCDate()];
     for (const w of windows) {
       candidates.push(
-        instantOf(y, m, d, parseHHMM(w.start), timeZone),
-        instantOf(y, m, d, parseHHMM(w.end), timeZone),
+        ...instantsOf(y, m, d, parseHHMM(w.start), timeZone),
+        ...instantsOf(y, m, d, parseHHMM(w.end), timeZone),
       );
     }
   }
