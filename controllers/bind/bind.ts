@@ -23,7 +23,7 @@ import { type ClusterBinding, KubeoceanIoV1beta1Api } from "../../apis/kubeocean
 import { KubeClient } from "../../toolkit/client/client.ts";
 import { isNotFound } from "../../toolkit/client/errors.ts";
 import type { KubeObject } from "../../toolkit/client/resource.ts";
-import { sleep } from "../../toolkit/client/rate_limiter.ts";
+import { sleep } from "../../toolkit/util/mod.ts";
 import { applyObject, deleteObject } from "../common/apply.ts";
 import {
   KUBECONFIG_KEY,
@@ -36,7 +36,7 @@ import { workerRbacObjects } from "../common/worker_permissions.ts";
 const CRDS = new URL("../../deploy/crds/", import.meta.url);
 
 /** Reads one of the project's CRD manifests. */
-export async function readCrd(file: string): Promise<KubeObject> {
+async function readCrd(file: string): Promise<KubeObject> {
   return parse(await Deno.readTextFile(new URL(file, CRDS))) as KubeObject;
 }
 
@@ -155,7 +155,7 @@ async function waitForToken(worker: KubeClient, namespace: string): Promise<{ to
 }
 
 /** Prints the binding's phase and conditions as they change until it is Ready (or the time is up). */
-export async function waitForBinding(
+async function waitForBinding(
   computing: KubeClient,
   name: string,
   waitMs: number,
@@ -178,7 +178,7 @@ export async function waitForBinding(
 }
 
 /** `phase=Ready Validated=True Connected=True …` plus the messages of false conditions. */
-export function describeBinding(binding: ClusterBinding): string {
+function describeBinding(binding: ClusterBinding): string {
   const conditions = binding.status?.conditions ?? [];
   const parts = conditions.map((c) => `${c.type}=${c.status}`);
   const problems = conditions.filter((c) => c.status !== "True").map((c) =>

@@ -34,7 +34,7 @@ const DESCRIPTORS: ResourceDescriptor[] = [
 ];
 
 /** The descriptor of `object`'s kind; throws for kinds this module does not know. */
-export function descriptorOf(object: KubeObject): ResourceDescriptor {
+function descriptorOf(object: KubeObject): ResourceDescriptor {
   const found = DESCRIPTORS.find((d) => apiVersionOf(d) === object.apiVersion && d.kind === object.kind);
   if (!found) throw new Error(`no descriptor for ${object.apiVersion}/${object.kind}`);
   return found;

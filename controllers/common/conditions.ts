@@ -5,18 +5,15 @@
  * @module
  */
 
-/** A `metav1.Condition`. */
-export interface Condition {
-  type: string;
-  status: "True" | "False" | "Unknown";
-  reason: string;
-  message: string;
-  lastTransitionTime: string;
-  observedGeneration?: number;
-}
+import type { Condition } from "../../apis/meta/v1/mod.ts";
+import { rfc3339 } from "../../toolkit/apimachinery/time.ts";
+
+export type { Condition };
 
 /** A condition to set (the transition time is filled in). */
-export type ConditionInput = Omit<Condition, "lastTransitionTime">;
+export interface ConditionInput extends Omit<Condition, "lastTransitionTime" | "status"> {
+  status: "True" | "False" | "Unknown";
+}
 
 /**
  * Returns `conditions` with each of `updates` set (added or replaced, in a stable order), and the
@@ -25,7 +22,7 @@ export type ConditionInput = Omit<Condition, "lastTransitionTime">;
 export function setConditions(
   conditions: readonly Condition[] | undefined,
   updates: readonly ConditionInput[],
-  now: Date = new Date(),
+  now: Date,
 ): { conditions: Condition[]; changed: ConditionInput[] } {
   const result = [...(conditions ?? [])];
   const changed: ConditionInput[] = [];
@@ -34,7 +31,7 @@ export function setConditions(
     const previous = index >= 0 ? result[index] : undefined;
     const lastTransitionTime = previous && previous.status === update.status
       ? previous.lastTransitionTime
-      : now.toISOString().replace(/\.\d{3}Z$/, "Z");
+      : rfc3339(now);
     const next: Condition = { ...update, lastTransitionTime };
     if (
       !previous || previous.status !== update.status || previous.reason !== update.reason ||
@@ -46,12 +43,4 @@ export function setConditions(
     else result.push(next);
   }
   return { conditions: result, changed };
-}
-
-/** The condition of `type`, if present. */
-export function findCondition(
-  conditions: readonly Condition[] | undefined,
-  type: string,
-): Condition | undefined {
-  return conditions?.find((c) => c.type === type);
 }

@@ -5,16 +5,12 @@
  * @module
  */
 
-/** API group of Kubeocean's own resources. */
-export const GROUP = "kubeocean.io";
-
 export const LABEL_MANAGED_BY = "kubeocean.io/managed-by";
 export const MANAGED_BY_VALUE = "kubeocean";
 export const LABEL_CLUSTER_BINDING = "kubeocean.io/cluster-binding";
 export const LABEL_PHYSICAL_CLUSTER_ID = "kubeocean.io/physical-cluster-id";
 export const LABEL_PHYSICAL_NODE_NAME = "kubeocean.io/physical-node-name";
 export const LABEL_PHYSICAL_NODE_UID = "kubeocean.io/physical-node-uid";
-export const LABEL_POLICY = "kubeocean.io/policy";
 export const LABEL_VIRTUAL_NAMESPACE = "kubeocean.io/virtual-namespace";
 
 export const ANNOTATION_EXPECTED_METADATA = "kubeocean.io/expected-metadata";
@@ -29,6 +25,10 @@ export const ANNOTATION_VIRTUAL_NODE_NAME = "kubeocean.io/virtual-node-name";
 export const ANNOTATION_VIRTUAL_NAME = "kubeocean.io/virtual-name";
 export const ANNOTATION_VIRTUAL_NAMESPACE = "kubeocean.io/virtual-namespace";
 export const ANNOTATION_RUNNING_DAEMONSET = "kubeocean.io/running-daemonset";
+/** On a virtual node: the physical node behind it (label values may be shortened, this is whole). */
+export const ANNOTATION_PHYSICAL_NODE = "kubeocean.io/physical-node-name";
+/** On a virtual node: the ResourceLeasingPolicy its capacity comes from. */
+export const ANNOTATION_POLICY = "kubeocean.io/policy";
 
 export const FINALIZER_MANAGER = "kubeocean.io/clusterbinding-manager";
 export const FINALIZER_SYNCER = "kubeocean.io/clusterbinding-syncer";
@@ -49,6 +49,11 @@ export const WORKER_TOKEN_SECRET = "kubeocean-syncer-token";
 export const DEFAULT_PRIORITY_CLASS = "kubeocean-default";
 /** Field manager of server-side apply writes. */
 export const FIELD_MANAGER = "kubeocean";
+
+/** Finalizer on virtual pods that have (or may have) a twin in the worker `clusterID`. */
+export function twinFinalizer(clusterID: string): string {
+  return `kubeocean.io/twin-${clusterID}`;
+}
 
 /** `kubeocean.io/finalizer-<clusterID>` style per-cluster finalizer on mirrored virtual objects. */
 export function syncedFinalizer(clusterID: string): string {

@@ -1,15 +1,14 @@
 /**
- * Process plumbing shared by the manager and the syncer: flags, logger, `/metrics` and health
- * servers, signal handling and leader election.
+ * The flags every long-running subcommand shares, and the process's toolkit {@linkcode Manager}
+ * built from them (metrics and probe servers, signals and leader election live there).
  *
  * @module
  */
 
 import type { KubeClient } from "../../toolkit/client/client.ts";
-import { HealthChecks } from "../../toolkit/runtime/health.ts";
-import { LeaderElector } from "../../toolkit/runtime/leader_election.ts";
 import { type LogFormat, Logger, type LogLevel } from "../../toolkit/runtime/log.ts";
-import { type Registry, serveMetrics } from "../../toolkit/runtime/metrics.ts";
+import { Manager } from "../../toolkit/runtime/manager.ts";
+import type { RuntimeMetrics } from "../../toolkit/runtime/metrics.ts";
 
 /** Flags every long-running subcommand takes. */
 export interface CommonFlags {
@@ -78,7 +77,7 @@ export function parseClientLimits(values: Record<string, unknown>, prefix: strin
 }
 
 /** Parses `host:port` (`:8080` binds every interface; `0` disables the server). */
-export function parseBindAddress(
+function parseBindAddress(
   value: string,
   flag: string,
 ): { hostname: string; port: number } | undefined {
@@ -101,70 +100,32 @@ export function makeLogger(flags: CommonFlags, component: string): Logger {
   return new Logger({ level, format }, { component });
 }
 
-/** Serves `/metrics` and `/healthz|/readyz` as the flags say; returns the health checks. */
-export function serveOperations(
-  flags: CommonFlags,
-  registry: Registry,
-  signal: AbortSignal,
-  log: Logger,
-): HealthChecks {
-  const health = new HealthChecks().addHealthz("ping", () => true);
-  const metricsAddress = parseBindAddress(flags["metrics-bind-address"], "metrics-bind-address");
-  if (metricsAddress) {
-    const server = serveMetrics(registry, { ...metricsAddress, signal });
-    log.info("serving metrics", { address: `${server.addr.hostname}:${server.addr.port}` });
-  }
-  const healthAddress = parseBindAddress(flags["health-probe-bind-address"], "health-probe-bind-address");
-  if (healthAddress) {
-    const server = health.serve({ ...healthAddress, signal });
-    log.info("serving health probes", { address: `${server.addr.hostname}:${server.addr.port}` });
-  }
-  return health;
-}
-
-/** An AbortSignal aborted by SIGINT or SIGTERM. */
-export function shutdownSignal(log: Logger): AbortSignal {
-  const controller = new AbortController();
-  for (const sig of ["SIGINT", "SIGTERM"] as const) {
-    Deno.addSignalListener(sig, () => {
-      if (!controller.signal.aborted) log.info("shutting down", { signal: sig });
-      controller.abort();
-    });
-  }
-  return controller.signal;
-}
-
 /**
- * Runs `work` — under leader election on Lease `namespace/name` when `elect` is set, so only one
- * replica works; losing the lease ends the process (a replica restarts and campaigns again).
+ * The process's {@linkcode Manager} as the common flags say: metrics and probe addresses, and
+ * leader election on Lease `namespace/leaseName` with `--leader-elect`.
  */
-export async function runElected(
+export function processManager(
+  flags: CommonFlags,
   options: {
-    client: KubeClient;
-    elect: boolean;
-    namespace: string;
     name: string;
+    client: KubeClient;
     log: Logger;
-    signal: AbortSignal;
+    metrics: RuntimeMetrics;
+    namespace: string;
+    leaseName: string;
   },
-  work: (signal: AbortSignal) => Promise<void>,
-): Promise<void> {
-  if (!options.elect) return await work(options.signal);
-  let lost = false;
-  const elector = new LeaderElector({
-    transport: options.client.transport,
-    namespace: options.namespace,
+): Manager {
+  const metricsAddress = parseBindAddress(flags["metrics-bind-address"], "metrics-bind-address");
+  const healthAddress = parseBindAddress(flags["health-probe-bind-address"], "health-probe-bind-address");
+  return new Manager({
     name: options.name,
-    identity: Deno.env.get("POD_NAME") || undefined,
-    log: options.log,
-    onStartedLeading: async (signal) => await work(signal),
-    onStoppedLeading: () => {
-      if (!options.signal.aborted) lost = true;
-    },
+    client: options.client,
+    logger: options.log,
+    metrics: options.metrics,
+    metricsAddress,
+    healthAddress,
+    leaderElection: flags["leader-elect"]
+      ? { namespace: options.namespace, name: options.leaseName }
+      : undefined,
   });
-  await elector.run(options.signal);
-  if (lost) {
-    options.log.error("leadership lost; exiting so that a fresh process campaigns again");
-    Deno.exit(1);
-  }
 }

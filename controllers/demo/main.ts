@@ -13,14 +13,15 @@
 
 import { onVirtualNodes } from "../common/placement.ts";
 import { parseArgs } from "node:util";
-import { AppsV1Api } from "../../apis/apps/v1/mod.ts";
-import { CoreV1Api, type Pod } from "../../apis/core/v1/mod.ts";
-import { KubeoceanIoV1beta1Api } from "../../apis/kubeocean.io/v1beta1/mod.ts";
+import { AppsV1Api, type Deployment } from "../../apis/apps/v1/mod.ts";
+import { type ConfigMap, CoreV1Api, type Pod, type Secret } from "../../apis/core/v1/mod.ts";
+import { KubeoceanIoV1beta1Api, type ResourceLeasingPolicy } from "../../apis/kubeocean.io/v1beta1/mod.ts";
 import { KubeClient } from "../../toolkit/client/client.ts";
-import { sleep } from "../../toolkit/client/rate_limiter.ts";
+import { sleep } from "../../toolkit/util/mod.ts";
 import { Environment } from "../../toolkit/envtest/environment.ts";
 import { EventRecorder } from "../../toolkit/runtime/events.ts";
 import { Logger } from "../../toolkit/runtime/log.ts";
+import { Manager } from "../../toolkit/runtime/manager.ts";
 import { applyObject } from "../common/apply.ts";
 import { LABEL_CLUSTER_BINDING, LABEL_MANAGED_BY, MANAGED_BY_VALUE } from "../common/names.ts";
 import { bind, installCrd } from "../bind/bind.ts";
@@ -97,9 +98,9 @@ try {
   const metrics = new ManagerMetrics();
   runner = new EmbeddedRunner({ virtual: computing, log, registry: metrics.runtime.registry });
   const recorder = new EventRecorder(computing.transport, { controller: "kubeocean.io/manager", log });
-  controllerRun = clusterBindingController({ client: computing, runner, recorder, log, metrics }).run(
-    stop.signal,
-  );
+  const manager = new Manager({ name: "manager", logger: log, metrics: metrics.runtime });
+  clusterBindingController(manager, { client: computing, runner, recorder, metrics });
+  controllerRun = manager.run(stop.signal);
 
   say("Binding worker1 and worker2 (namespace, RBAC, token, kubeconfig Secret, ClusterBinding) …");
   const policies = [
@@ -118,28 +119,29 @@ try {
       log: (line) => console.error(`  [bind ${name}] ${line}`),
     });
     const policy = policies[i];
-    await applyObject(worker, {
+    const leasing: ResourceLeasingPolicy = {
       apiVersion: "kubeocean.io/v1beta1",
       kind: "ResourceLeasingPolicy",
       metadata: { name: policy.name },
       spec: { cluster: policy.cluster, resourceLimits: policy.limits },
-    } as never);
+    };
+    await applyObject(worker, leasing);
   }));
 
   say(`Deploying the sample: Deployment "hello" (${replicas} replicas) with a ConfigMap and a Secret …`);
-  await applyObject(computing, {
+  const config: ConfigMap = {
     apiVersion: "v1",
     kind: "ConfigMap",
     metadata: { name: "hello-config", namespace: "default" },
     data: { "greeting.txt": "Hello from the computing cluster!\n" },
-  } as never);
-  await applyObject(computing, {
+  };
+  const secret: Secret = {
     apiVersion: "v1",
     kind: "Secret",
     metadata: { name: "hello-secret", namespace: "default" },
     stringData: { token: "not-a-real-secret" },
-  } as never);
-  await applyObject(computing, {
+  };
+  const deployment: Deployment = {
     apiVersion: "apps/v1",
     kind: "Deployment",
     metadata: { name: "hello", namespace: "default" },
@@ -167,7 +169,8 @@ try {
         },
       },
     },
-  } as never);
+  };
+  for (const object of [config, secret, deployment]) await applyObject(computing, object);
 
   // Live progress until every pod runs.
   const core = new CoreV1Api(computing);

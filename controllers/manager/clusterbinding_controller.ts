@@ -9,69 +9,63 @@
  */
 
 import { CoreV1Api, type Secret } from "../../apis/core/v1/mod.ts";
-import { type ClusterBinding, KubeoceanIoV1beta1Api } from "../../apis/kubeocean.io/v1beta1/mod.ts";
+import {
+  type ClusterBinding,
+  type ClusterBindingStatus,
+  KubeoceanIoV1beta1Api,
+} from "../../apis/kubeocean.io/v1beta1/mod.ts";
+import { rfc3339 } from "../../toolkit/apimachinery/time.ts";
 import type { KubeClient } from "../../toolkit/client/client.ts";
 import { isConflict, isNotFound } from "../../toolkit/client/errors.ts";
 import type { ObjectRef } from "../../toolkit/client/resource.ts";
-import { Action, type Controller, ControllerBuilder } from "../../toolkit/runtime/controller.ts";
+import { Action, type Controller } from "../../toolkit/runtime/controller.ts";
 import type { EventRecorder } from "../../toolkit/runtime/events.ts";
 import { addFinalizer, hasFinalizer, removeFinalizer } from "../../toolkit/runtime/finalizer.ts";
-import type { InformerFactory } from "../../toolkit/runtime/informer.ts";
-import type { Logger } from "../../toolkit/runtime/log.ts";
+import type { Manager } from "../../toolkit/runtime/manager.ts";
+import type { ReadStore } from "../../toolkit/runtime/store.ts";
+import { sha256Hex } from "../../toolkit/util/mod.ts";
 import { type ConditionInput, setConditions } from "../common/conditions.ts";
 import { FINALIZER_MANAGER, FINALIZER_SYNCER } from "../common/names.ts";
 import type { ManagerMetrics } from "./metrics.ts";
-import { sha256, type SyncerRunner } from "./syncer_runner.ts";
+import type { SyncerRunner } from "./syncer_runner.ts";
 import { checkWorkerAccess, kubeconfigFromSecret, workerClient } from "./worker_access.ts";
 
 /** Dependencies of {@linkcode clusterBindingController}. */
 export interface ClusterBindingControllerOptions {
+  /** The computing cluster. */
   client: KubeClient;
   runner: SyncerRunner;
   recorder: EventRecorder;
-  log: Logger;
   metrics?: ManagerMetrics;
-  informers?: (transport: KubeClient["transport"]) => InformerFactory;
   /** How often a Ready binding's worker access is re-checked (default 5 min). */
   recheckMs?: number;
-  now?: () => Date;
 }
 
 const ACCESS_CACHE_MS = 60_000;
 
-/** Builds the controller (run it with `controller.run(signal)`). */
+/** Builds the controller and registers it with `manager` (it runs with `manager.run(signal)`). */
 export function clusterBindingController(
+  manager: Manager,
   options: ClusterBindingControllerOptions,
 ): Controller<ClusterBinding> {
-  const { client, runner, recorder, log } = options;
+  const { client, runner, recorder } = options;
+  const log = manager.log;
   const bindings = new KubeoceanIoV1beta1Api(client).clusterbindings();
   const secrets = new CoreV1Api(client).secrets();
-  const now = options.now ?? (() => new Date());
+  const now = () => manager.clock.now();
   const recheckMs = options.recheckMs ?? 5 * 60_000;
   const accessChecks = new Map<
     string,
     { key: string; at: number; problem?: { condition: string; reason: string; message: string } }
   >();
 
-  const builder = new ControllerBuilder(bindings, {
-    name: "clusterbinding",
-    concurrency: 4,
-    logger: log,
-    metrics: options.metrics?.runtime,
-    informers: options.informers,
-  })
+  const builder = manager.controller(bindings, { name: "clusterbinding", concurrency: 4 })
     // A Secret change reconciles every binding that references it.
-    .watches(secrets, (secret) => bindingsReferencing(secret))
+    .watches(secrets, (secret, _event, store) => bindingsReferencing(secret, store))
     .watchesStream(runner.changes)
     .requires(...runner.caches);
 
-  function bindingsReferencing(secret: Secret): ObjectRef[] {
-    let store;
-    try {
-      store = controllerRef.store;
-    } catch {
-      return []; // not running yet
-    }
+  function bindingsReferencing(secret: Secret, store: ReadStore<ClusterBinding>): ObjectRef[] {
     return store.list().filter((b) =>
       b.spec?.secretRef.name === secret.metadata?.name &&
       b.spec?.secretRef.namespace === secret.metadata?.namespace
@@ -150,11 +144,11 @@ export function clusterBindingController(
     let problem = typeof kubeconfig === "string" ? undefined : kubeconfig;
     let hash = "";
     if (typeof kubeconfig === "string") {
-      hash = await sha256(kubeconfig);
+      hash = await sha256Hex(kubeconfig);
       const key = `${hash}/${generation}`;
       const cached = accessChecks.get(name);
       const maxAge = cached?.problem ? 0 : ACCESS_CACHE_MS;
-      if (cached && cached.key === key && Date.now() - cached.at < maxAge) {
+      if (cached && cached.key === key && now().getTime() - cached.at < maxAge) {
         problem = cached.problem as typeof problem;
       } else {
         const worker = await workerClient(binding, kubeconfig);
@@ -167,7 +161,7 @@ export function clusterBindingController(
             worker.close();
           }
         }
-        accessChecks.set(name, { key, at: Date.now(), problem });
+        accessChecks.set(name, { key, at: now().getTime(), problem });
       }
     }
     if (problem?.condition === "Connected") {
@@ -222,22 +216,20 @@ export function clusterBindingController(
     phase: "Pending" | "Ready" | "Failed",
   ): Promise<void> {
     const status = binding.status ?? {};
-    const { conditions, changed } = setConditions(status.conditions as never, updates, now());
+    const { conditions, changed } = setConditions(status.conditions, updates, now());
     const phaseChanged = status.phase !== phase;
     if (changed.length === 0 && !phaseChanged && status.observedGeneration === binding.metadata?.generation) {
       return;
     }
-    const next = {
+    const next: ClusterBindingStatus = {
       ...status,
       phase,
       conditions,
       observedGeneration: binding.metadata?.generation,
-      ...(phase === "Ready" && phaseChanged
-        ? { lastSyncTime: now().toISOString().replace(/\.\d{3}Z$/, "Z") }
-        : {}),
+      ...(phase === "Ready" && phaseChanged ? { lastSyncTime: rfc3339(now()) } : {}),
     };
     try {
-      await bindings.replaceStatus({ ...binding, status: next as ClusterBinding["status"] });
+      await bindings.replaceStatus({ ...binding, status: next });
     } catch (err) {
       if (isConflict(err)) throw new Error(`status of ${binding.metadata?.name} changed meanwhile; retrying`);
       throw err;
@@ -269,7 +261,9 @@ export function clusterBindingController(
       // The syncer removes its virtual nodes and worker objects first; keep it running to do so.
       const secret = await readSecret(binding);
       const kubeconfig = kubeconfigFromSecret(binding, secret);
-      if (typeof kubeconfig === "string") await runner.ensure(binding, kubeconfig, await sha256(kubeconfig));
+      if (typeof kubeconfig === "string") {
+        await runner.ensure(binding, kubeconfig, await sha256Hex(kubeconfig));
+      }
       await recorder.publish({
         regarding: binding,
         type: "Normal",

@@ -12,7 +12,8 @@ import type { ObjectRef } from "../../toolkit/client/resource.ts";
 import { Channel } from "../../toolkit/runtime/channel.ts";
 import type { Logger } from "../../toolkit/runtime/log.ts";
 import type { Registry, RuntimeMetrics } from "../../toolkit/runtime/metrics.ts";
-import type { Clock, ProxierEndpoint } from "../syncer/context.ts";
+import type { Clock } from "../../toolkit/runtime/clock.ts";
+import type { ProxierEndpoint } from "../syncer/context.ts";
 import { Syncer } from "../syncer/syncer.ts";
 import type { SyncerRunner, SyncerStatus } from "./syncer_runner.ts";
 import { DEFAULT_CLIENT_LIMITS } from "../common/process.ts";
@@ -73,6 +74,14 @@ export class EmbeddedRunner implements SyncerRunner {
     let running = this.#running.get(name);
     if (running && running.fingerprint !== fingerprint) {
       this.options.log.info("restarting embedded syncer (binding or kubeconfig changed)", { binding: name });
+      await this.#stopOne(name);
+      running = undefined;
+    }
+    if (running?.syncer.failure) {
+      this.options.log.warn("restarting embedded syncer after a failure", {
+        binding: name,
+        error: running.syncer.failure,
+      });
       await this.#stopOne(name);
       running = undefined;
     }

@@ -7,6 +7,7 @@
 import { parseArgs } from "node:util";
 import { KubeClient } from "../../toolkit/client/client.ts";
 import { EventRecorder } from "../../toolkit/runtime/events.ts";
+import { Manager } from "../../toolkit/runtime/manager.ts";
 import {
   clientLimitOptions,
   COMMON_OPTIONS,
@@ -14,9 +15,7 @@ import {
   DEFAULT_CLIENT_LIMITS,
   makeLogger,
   parseClientLimits,
-  runElected,
-  serveOperations,
-  shutdownSignal,
+  processManager,
 } from "../common/process.ts";
 import { SYSTEM_NAMESPACE } from "../common/names.ts";
 import { clusterBindingController } from "./clusterbinding_controller.ts";
@@ -26,7 +25,7 @@ import { ManagerMetrics } from "./metrics.ts";
 import type { SyncerRunner } from "./syncer_runner.ts";
 
 /** The image rendered syncer and proxier Deployments run by default. */
-export const DEFAULT_IMAGE = "ghcr.io/kubeocean/kubeocean:0.1.0";
+const DEFAULT_IMAGE = "ghcr.io/kubeocean/kubeocean:0.1.0";
 
 /** Runs the manager until SIGINT/SIGTERM. */
 export async function runManager(args: string[]): Promise<void> {
@@ -44,21 +43,27 @@ export async function runManager(args: string[]): Promise<void> {
       ...clientLimitOptions("kube-client", DEFAULT_CLIENT_LIMITS),
     },
   });
-  const flags = values as unknown as CommonFlags & Record<string, string>;
+  const flags: CommonFlags = values;
   const log = makeLogger(flags, "manager");
   const clientLimits = parseClientLimits(values, "kube-client");
   const mode = values["syncer-mode"];
   if (mode !== "deployment" && mode !== "embedded") {
     throw new Error(`--syncer-mode: "${mode}" is not deployment or embedded`);
   }
-  const signal = shutdownSignal(log);
   const client = await KubeClient.load({ kubeconfig: values.kubeconfig, context: values.context });
   const metrics = new ManagerMetrics();
   const observed = KubeClient.fromConfig(client.config, {
     observer: metrics.runtime.requestObserver(new URL(client.config.server).host),
     ...clientLimits,
   });
-  const health = serveOperations(flags, metrics.runtime.registry, signal, log);
+  const manager = processManager(flags, {
+    name: "manager",
+    client: observed,
+    log,
+    metrics: metrics.runtime,
+    namespace: values.namespace,
+    leaseName: values["leader-election-id"],
+  });
   const recorder = new EventRecorder(observed.transport, { controller: "kubeocean.io/manager", log });
   const runner: SyncerRunner = mode === "embedded"
     ? new EmbeddedRunner({
@@ -66,27 +71,14 @@ export async function runManager(args: string[]): Promise<void> {
       log,
       registry: metrics.runtime.registry,
       runtimeMetrics: metrics.runtime,
-      proxier: { address: values["proxier-address"]!, port: Number(values["proxier-port"]) },
+      proxier: { address: values["proxier-address"], port: Number(values["proxier-port"]) },
       resyncMs: Number(values["resync-period"]) * 1000,
     })
-    : new DeploymentRunner({ client: observed, namespace: values.namespace!, image: values.image!, log });
+    : new DeploymentRunner({ client: observed, namespace: values.namespace, image: values.image, log });
+  clusterBindingController(manager, { client: observed, runner, recorder, metrics });
   log.info("manager starting", { mode, namespace: values.namespace, server: client.config.server });
-  let running = false;
-  health.addReadyz("controller", () => running || "not leading or caches not synced yet");
   try {
-    await runElected({
-      client: observed,
-      elect: values["leader-elect"] ?? false,
-      namespace: values.namespace!,
-      name: values["leader-election-id"]!,
-      log,
-      signal,
-    }, async (leading) => {
-      const controller = clusterBindingController({ client: observed, runner, recorder, log, metrics });
-      running = true;
-      await controller.run(leading);
-      running = false;
-    });
+    await manager.run(Manager.shutdownSignal(log));
   } finally {
     await runner.stop();
     await recorder.flush();

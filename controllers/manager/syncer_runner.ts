@@ -35,9 +35,3 @@ export interface SyncerRunner {
   /** Stops every syncer (process shutdown). */
   stop(): Promise<void>;
 }
-
-/** SHA-256 hex of a string (kubeconfig hashes roll Deployments and restart embedded syncers). */
-export async function sha256(text: string): Promise<string> {
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text)));
-  return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
-}

@@ -77,7 +77,7 @@ export async function workerClient(
 }
 
 /** A permission as text: `create pods/exec in namespace kubeocean-worker`. */
-export function describePermission(p: Permission, verb: string, mountNamespace: string): string {
+function describePermission(p: Permission, verb: string, mountNamespace: string): string {
   const resource = `${p.group ? `${p.resource}.${p.group}` : p.resource}${
     p.subresource ? `/${p.subresource}` : ""
   }`;

@@ -1,41 +1,31 @@
 /**
- * What every syncer controller shares: the two clusters' clients and informers, the binding,
- * the clock, the logger, metrics and configuration.
+ * What every part of a syncer shares: the two clusters' clients, the binding, the configuration,
+ * the clock, the logger, the event recorder, metrics, and the caches both halves read — this
+ * binding's virtual nodes, and the pods of each cluster indexed by node. The caches come from the
+ * syncer's {@linkcode Manager}, so every controller that asks for the same resource shares one
+ * watch. Bottom-up (`bottomup/`), the pod lifecycle (`topdown/`) and the worker provider
+ * (`worker/`) meet here and nowhere else.
  *
  * @module
  */
 
 import { CoreV1Api, type Node, type Pod } from "../../apis/core/v1/mod.ts";
+import { CoordinationK8sIoV1Api } from "../../apis/coordination.k8s.io/v1/mod.ts";
 import {
   type ClusterBinding,
   KubeoceanIoV1beta1Api,
   type ResourceLeasingPolicy,
 } from "../../apis/kubeocean.io/v1beta1/mod.ts";
 import { StorageK8sIoV1Api } from "../../apis/storage.k8s.io/v1/mod.ts";
-import { CoordinationK8sIoV1Api } from "../../apis/coordination.k8s.io/v1/mod.ts";
 import type { KubeClient } from "../../toolkit/client/client.ts";
-import type { KubeObject } from "../../toolkit/client/resource.ts";
 import type { ResourceClient } from "../../toolkit/client/resource_client.ts";
+import type { Clock } from "../../toolkit/runtime/clock.ts";
 import type { EventRecorder } from "../../toolkit/runtime/events.ts";
-import { type Informer, InformerFactory } from "../../toolkit/runtime/informer.ts";
+import type { Informer } from "../../toolkit/runtime/informer.ts";
 import type { Logger } from "../../toolkit/runtime/log.ts";
-import type { RuntimeMetrics } from "../../toolkit/runtime/metrics.ts";
-import type { Transport } from "../../toolkit/client/transport.ts";
+import type { Manager } from "../../toolkit/runtime/manager.ts";
+import { ANNOTATION_PHYSICAL_NODE, LABEL_CLUSTER_BINDING } from "../common/names.ts";
 import type { SyncerMetrics } from "./metrics.ts";
-import {
-  ANNOTATION_DEPENDENCIES,
-  ANNOTATION_VIRTUAL_POD_NAME,
-  ANNOTATION_VIRTUAL_POD_NAMESPACE,
-} from "../common/names.ts";
-import { dependencyKeys } from "./topdown/transform.ts";
-
-/** A clock; tests inject one that can jump. */
-export interface Clock {
-  now(): Date;
-}
-
-/** The real clock. */
-export const systemClock: Clock = { now: () => new Date() };
 
 /** Where virtual nodes point the computing cluster for kubelet API calls (the proxier). */
 export interface ProxierEndpoint {
@@ -57,75 +47,65 @@ export interface SyncerConfig {
   leaseRenewMs: number;
 }
 
-/** Index of physical and virtual pods by `spec.nodeName`. */
+/** Index of pods (of either cluster) by `spec.nodeName`. */
 export const BY_NODE = "byNode";
 
-/**
- * Index of pods by the virtual objects they use (`Kind/ns/name`): virtual pods by their
- * references, twins by their recorded dependencies annotation.
- */
-export const BY_DEPENDENCY = "byDependency";
+/** Typed API clients of one cluster. */
+export class ClusterApis {
+  readonly core: CoreV1Api;
+  readonly storage: StorageK8sIoV1Api;
+  readonly coordination: CoordinationK8sIoV1Api;
+  readonly kubeocean: KubeoceanIoV1beta1Api;
 
-/** Index of twins by their virtual pod's `namespace/name` (from the twin's annotations). */
-export const BY_VIRTUAL_POD = "byVirtualPod";
+  constructor(readonly client: KubeClient) {
+    this.core = new CoreV1Api(client);
+    this.storage = new StorageK8sIoV1Api(client);
+    this.coordination = new CoordinationK8sIoV1Api(client);
+    this.kubeocean = new KubeoceanIoV1beta1Api(client);
+  }
+}
 
 /** The shared state of one syncer. */
 export class SyncerContext {
-  readonly virtualInformers: InformerFactory;
-  readonly physicalInformers: InformerFactory;
-  readonly bindings: ResourceClient<ClusterBinding>;
-  readonly virtualNodes: ResourceClient<Node>;
-  readonly virtualPods: ResourceClient<Pod>;
-  readonly physicalNodes: ResourceClient<Node>;
-  readonly physicalPods: ResourceClient<Pod>;
-  readonly policies: ResourceClient<ResourceLeasingPolicy>;
-  readonly virtualCore: CoreV1Api;
-  readonly physicalCore: CoreV1Api;
-  readonly virtualStorage: StorageK8sIoV1Api;
-  readonly physicalStorage: StorageK8sIoV1Api;
-  readonly virtualCoordination: CoordinationK8sIoV1Api;
+  /** The computing cluster (virtual nodes and pods). */
+  readonly virtual: ClusterApis;
+  /** The worker cluster (physical nodes, twins, policies). */
+  readonly physical: ClusterApis;
 
   constructor(
-    readonly virtual: KubeClient,
-    readonly physical: KubeClient,
+    virtual: KubeClient,
+    physical: KubeClient,
     readonly config: SyncerConfig,
-    readonly clock: Clock,
-    readonly log: Logger,
+    /** Owns the caches, the toolkit metrics and the controllers of this syncer. */
+    readonly manager: Manager,
     readonly recorder: EventRecorder,
     readonly metrics: SyncerMetrics,
-    /** The toolkit's queue and reconcile metrics of this syncer's controllers, when exported. */
-    readonly runtimeMetrics?: RuntimeMetrics,
   ) {
-    // Informers are shared: their errors are logged here, whoever asked for them first.
-    const reportFor = (cluster: string) => (error: Error, informer: Informer<KubeObject>) =>
-      log.warn("watch error", { cluster, resource: informer.client.descriptor.plural, error });
-    this.virtualInformers = new InformerFactory(virtual.transport, { onError: reportFor("computing") });
-    this.physicalInformers = new InformerFactory(physical.transport, { onError: reportFor("worker") });
-    this.bindings = new KubeoceanIoV1beta1Api(virtual).clusterbindings();
-    this.policies = new KubeoceanIoV1beta1Api(physical).resourceleasingpolicies();
-    this.virtualCore = new CoreV1Api(virtual);
-    this.physicalCore = new CoreV1Api(physical);
-    this.virtualStorage = new StorageK8sIoV1Api(virtual);
-    this.physicalStorage = new StorageK8sIoV1Api(physical);
-    this.virtualCoordination = new CoordinationK8sIoV1Api(virtual);
-    this.virtualNodes = this.virtualCore.nodes();
-    this.virtualPods = this.virtualCore.pods();
-    this.physicalNodes = this.physicalCore.nodes();
-    this.physicalPods = this.physicalCore.pods();
+    this.virtual = new ClusterApis(virtual);
+    this.physical = new ClusterApis(physical);
   }
 
-  /** Shared informers, one per resource per cluster. */
-  informersFor(transport: Transport): InformerFactory {
-    if (transport === this.virtual.transport) return this.virtualInformers;
-    if (transport === this.physical.transport) return this.physicalInformers;
-    throw new Error("unknown cluster");
+  get clock(): Clock {
+    return this.manager.clock;
+  }
+
+  get log(): Logger {
+    return this.manager.log;
+  }
+
+  /** The binding's ClusterBindings client (computing cluster). */
+  get bindings(): ResourceClient<ClusterBinding, "status"> {
+    return this.virtual.kubeocean.clusterbindings();
+  }
+
+  /** The worker's ResourceLeasingPolicies client. */
+  get policies(): ResourceClient<ResourceLeasingPolicy, "status"> {
+    return this.physical.kubeocean.resourceleasingpolicies();
   }
 
   /** The binding informer (only this binding, by name). */
   get bindingInformer(): Informer<ClusterBinding> {
-    return this.virtualInformers.for(this.bindings, {
-      fieldSelector: `metadata.name=${this.config.bindingName}`,
-    });
+    return this.manager.cache(this.bindings, { fieldSelector: `metadata.name=${this.config.bindingName}` });
   }
 
   /** The binding as cached (undefined before the first list, or once it is gone). */
@@ -133,31 +113,46 @@ export class SyncerContext {
     return this.bindingInformer.store.get(this.config.bindingName);
   }
 
-  /** Physical pods, indexed by node and by the dependencies recorded on twins. */
-  get physicalPodInformer(): Informer<Pod> {
-    return this.physicalInformers.for(this.physicalPods, {
-      indexers: {
-        [BY_NODE]: (p: Pod) => [p.spec?.nodeName ?? ""],
-        [BY_DEPENDENCY]: (p: Pod) =>
-          (p.metadata?.annotations?.[ANNOTATION_DEPENDENCIES] ?? "").split(",").filter(Boolean),
-        [BY_VIRTUAL_POD]: (p: Pod) => {
-          const ns = p.metadata?.annotations?.[ANNOTATION_VIRTUAL_POD_NAMESPACE];
-          const name = p.metadata?.annotations?.[ANNOTATION_VIRTUAL_POD_NAME];
-          return ns && name ? [`${ns}/${name}`] : [];
-        },
-      },
+  /** This binding's virtual nodes. */
+  get virtualNodeInformer(): Informer<Node> {
+    return this.manager.cache(this.virtual.core.nodes(), {
+      labelSelector: `${LABEL_CLUSTER_BINDING}=${this.config.bindingName}`,
     });
   }
 
-  /** Virtual pods, indexed by node and by the objects they reference. */
+  /** The worker's ResourceLeasingPolicies. */
+  get policyInformer(): Informer<ResourceLeasingPolicy> {
+    return this.manager.cache(this.policies);
+  }
+
+  /** Every pod of the computing cluster, indexed by node. */
   get virtualPodInformer(): Informer<Pod> {
-    return this.virtualInformers.for(this.virtualPods, {
-      indexers: { [BY_NODE]: (p: Pod) => [p.spec?.nodeName ?? ""], [BY_DEPENDENCY]: dependencyKeys },
-    });
+    return this.manager.cache(this.virtual.core.pods(), { indexers: { [BY_NODE]: nodeNameOf } });
   }
 
-  /** Stops every informer. */
-  async stop(): Promise<void> {
-    await Promise.all([this.virtualInformers.stop(), this.physicalInformers.stop()]);
+  /** Every pod of the worker cluster, indexed by node. */
+  get physicalPodInformer(): Informer<Pod> {
+    return this.manager.cache(this.physical.core.pods(), { indexers: { [BY_NODE]: nodeNameOf } });
   }
+
+  /** The virtual node of this binding called `name`, if it exists. */
+  virtualNode(name: string): Node | undefined {
+    return this.virtualNodeInformer.store.get(name);
+  }
+
+  /** The physical node behind one of this binding's virtual nodes. */
+  physicalNodeOf(vnode: Node | string): string | undefined {
+    const node = typeof vnode === "string" ? this.virtualNode(vnode) : vnode;
+    return node?.metadata?.annotations?.[ANNOTATION_PHYSICAL_NODE];
+  }
+
+  /** Whether `pod` is bound to one of this binding's virtual nodes. */
+  isOnOurNode(pod: Pod): boolean {
+    return !!pod.spec?.nodeName && this.virtualNode(pod.spec.nodeName) !== undefined;
+  }
+}
+
+/** The `spec.nodeName` index function. */
+export function nodeNameOf(pod: Pod): string[] {
+  return [pod.spec?.nodeName ?? ""];
 }

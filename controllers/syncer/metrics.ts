@@ -4,7 +4,8 @@
  *
  * Bottom-up: `kubeocean_syncer_vnode_total`, `kubeocean_syncer_vnode_origin_resource`,
  * `…_vnode_available_resource`, `…_vnode_physical_usage`, `…_vnode_virtual_usage` (per node and
- * resource) and their `…_cluster_*` sums. Top-down: `kubeocean_syncer_create_pod_total`,
+ * resource, in base units: cores, bytes, pods) and their `…_cluster_*` sums over the binding's
+ * leased nodes. Top-down: `kubeocean_syncer_create_pod_total`,
  * `…_create_pod_errors_total`, `…_virtual_pod_total{phase}`, `…_physical_pod_total{phase}`,
  * `…_orphans_found_total` and the per-hop latency histograms `…_hop_seconds{hop}`.
  *

@@ -10,24 +10,28 @@ import { parseArgs } from "node:util";
 import { CoreV1Api } from "../../apis/core/v1/mod.ts";
 import { KubeoceanIoV1beta1Api } from "../../apis/kubeocean.io/v1beta1/mod.ts";
 import { KubeClient } from "../../toolkit/client/client.ts";
-import { loadKubeconfigText } from "../../toolkit/client/kubeconfig.ts";
 import { loadConfig } from "../../toolkit/client/config.ts";
-import { sleep } from "../../toolkit/client/rate_limiter.ts";
+import { loadKubeconfigText } from "../../toolkit/client/kubeconfig.ts";
+import type { Logger } from "../../toolkit/runtime/log.ts";
+import { Manager } from "../../toolkit/runtime/manager.ts";
 import { RuntimeMetrics } from "../../toolkit/runtime/metrics.ts";
+import { sha256Hex, sleep } from "../../toolkit/util/mod.ts";
+import { KUBECONFIG_KEY, SYSTEM_NAMESPACE } from "../common/names.ts";
 import {
   clientLimitOptions,
+  type ClientLimits,
   COMMON_OPTIONS,
   type CommonFlags,
   DEFAULT_CLIENT_LIMITS,
   makeLogger,
   parseClientLimits,
-  runElected,
-  serveOperations,
-  shutdownSignal,
+  processManager,
 } from "../common/process.ts";
-import { KUBECONFIG_KEY, SYSTEM_NAMESPACE } from "../common/names.ts";
-import { sha256 } from "../manager/syncer_runner.ts";
+import type { ProxierEndpoint } from "./context.ts";
 import { Syncer } from "./syncer.ts";
+
+/** How often the kubeconfig Secret is checked for a rotation. */
+const KUBECONFIG_CHECK_MS = 30_000;
 
 /** Runs a syncer until SIGINT/SIGTERM. */
 export async function runSyncer(args: string[]): Promise<void> {
@@ -45,70 +49,98 @@ export async function runSyncer(args: string[]): Promise<void> {
   });
   const name = values["cluster-binding"];
   if (!name) throw new Error("--cluster-binding NAME is required");
-  const flags = values as unknown as CommonFlags;
+  const flags: CommonFlags = values;
   const virtualLimits = parseClientLimits(values, "virtual-client");
   const physicalLimits = parseClientLimits(values, "physical-client");
   const log = makeLogger(flags, "syncer").with({ binding: name });
-  const signal = shutdownSignal(log);
-  const runtime = new RuntimeMetrics();
-  const registry = runtime.registry;
-  const health = serveOperations(flags, registry, signal, log);
+  const metrics = new RuntimeMetrics();
   const virtualConfig = await loadConfig({ kubeconfig: values.kubeconfig, context: values.context });
   const virtual = KubeClient.fromConfig(virtualConfig, {
     ...virtualLimits,
-    observer: runtime.requestObserver(new URL(virtualConfig.server).host),
+    observer: metrics.requestObserver(new URL(virtualConfig.server).host),
   });
-  const bindings = new KubeoceanIoV1beta1Api(virtual).clusterbindings();
-  try {
-    await runElected({
-      client: virtual,
-      elect: values["leader-elect"] ?? false,
-      namespace: values.namespace!,
-      name: `kubeocean-syncer-${name}`,
+  const manager = processManager(flags, {
+    name: "syncer",
+    client: virtual,
+    log,
+    metrics,
+    namespace: values.namespace,
+    leaseName: `kubeocean-syncer-${name}`,
+  });
+  manager.add(
+    new SyncerProcess(manager, virtual, {
+      name,
+      physicalLimits,
+      proxier: { address: values["proxier-address"], port: Number(values["proxier-port"]) },
       log,
-      signal,
-    }, async (leading) => {
-      const binding = await bindings.get(name);
-      const ref = binding.spec!.secretRef;
-      const readKubeconfig = async () => {
-        const secret = await new CoreV1Api(virtual).secrets(ref.namespace).get(ref.name);
-        const data = secret.data?.[KUBECONFIG_KEY];
-        if (!data) throw new Error(`Secret ${ref.namespace}/${ref.name} has no "${KUBECONFIG_KEY}" key`);
-        return new TextDecoder().decode(Uint8Array.from(atob(data), (c) => c.charCodeAt(0)));
-      };
-      const kubeconfig = await readKubeconfig();
-      const hash = await sha256(kubeconfig);
-      const physicalConfig = await loadKubeconfigText(kubeconfig, {
-        source: `Secret ${ref.namespace}/${ref.name}`,
-      });
-      const physical = KubeClient.fromConfig(physicalConfig, {
-        ...physicalLimits,
-        observer: runtime.requestObserver(new URL(physicalConfig.server).host),
-      });
-      const syncer = new Syncer(virtual, physical, {
-        bindingName: name,
-        clusterID: binding.spec!.clusterID,
-        mountNamespace: binding.spec!.mountNamespace,
-        proxier: { address: values["proxier-address"]!, port: Number(values["proxier-port"]) },
-        log,
-        registry,
-        runtimeMetrics: runtime,
-      }).start();
-      health.addReadyz("syncer", () => syncer.ready || "caches not synced yet");
-      // Watch for a rotated kubeconfig: restart with it (the Deployment restarts the process).
-      while (!leading.aborted) {
-        await sleep(30_000, leading).catch(() => {});
-        if (leading.aborted) break;
-        const now = await readKubeconfig().catch(() => kubeconfig);
-        if (await sha256(now) !== hash) {
-          log.info("kubeconfig changed; exiting to restart with it");
-          break;
-        }
-      }
-      await syncer.stop();
-      physical.close();
-    });
+    }),
+  );
+  try {
+    await manager.run(Manager.shutdownSignal(log));
   } finally {
     virtual.close();
+  }
+}
+
+/**
+ * The leading work of a syncer process: reads the binding and its kubeconfig, runs the syncer,
+ * and returns (the process then exits and restarts) when the kubeconfig Secret changes.
+ */
+class SyncerProcess {
+  readonly name = "syncer";
+
+  constructor(
+    readonly manager: Manager,
+    readonly virtual: KubeClient,
+    readonly options: { name: string; physicalLimits: ClientLimits; proxier: ProxierEndpoint; log: Logger },
+  ) {}
+
+  async run(leading: AbortSignal): Promise<void> {
+    const { name, log } = this.options;
+    const binding = await new KubeoceanIoV1beta1Api(this.virtual).clusterbindings().get(name);
+    const ref = binding.spec!.secretRef;
+    const readKubeconfig = async () => {
+      const secret = await new CoreV1Api(this.virtual).secrets(ref.namespace).get(ref.name);
+      const data = secret.data?.[KUBECONFIG_KEY];
+      if (!data) throw new Error(`Secret ${ref.namespace}/${ref.name} has no "${KUBECONFIG_KEY}" key`);
+      return new TextDecoder().decode(Uint8Array.from(atob(data), (c) => c.charCodeAt(0)));
+    };
+    const kubeconfig = await readKubeconfig();
+    const hash = await sha256Hex(kubeconfig);
+    const physicalConfig = await loadKubeconfigText(kubeconfig, {
+      source: `Secret ${ref.namespace}/${ref.name}`,
+    });
+    const physical = KubeClient.fromConfig(physicalConfig, {
+      ...this.options.physicalLimits,
+      observer: this.manager.metrics.requestObserver(new URL(physicalConfig.server).host),
+    });
+    const syncer = new Syncer(this.virtual, physical, {
+      bindingName: name,
+      clusterID: binding.spec!.clusterID,
+      mountNamespace: binding.spec!.mountNamespace,
+      proxier: this.options.proxier,
+      log,
+      runtimeMetrics: this.manager.metrics,
+    });
+    this.manager.health.addReadyz("syncer", () => syncer.ready || "caches not synced yet");
+    const stop = new AbortController();
+    leading.addEventListener("abort", () => stop.abort(), { once: true });
+    // A rotated kubeconfig: stop, so that a fresh process starts with it.
+    const watchKubeconfig = async () => {
+      while (!stop.signal.aborted) {
+        await sleep(KUBECONFIG_CHECK_MS, stop.signal).catch(() => {});
+        if (stop.signal.aborted) return;
+        const now = await readKubeconfig().catch(() => kubeconfig);
+        if (await sha256Hex(now) !== hash) {
+          log.info("kubeconfig changed; exiting to restart with it");
+          stop.abort();
+        }
+      }
+    };
+    try {
+      await Promise.all([syncer.run(stop.signal).finally(() => stop.abort()), watchKubeconfig()]);
+    } finally {
+      physical.close();
+    }
   }
 }

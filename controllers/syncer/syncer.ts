@@ -1,7 +1,14 @@
 /**
  * A syncer: everything that keeps one ClusterBinding's worker cluster and the computing cluster
- * in step. It runs the binding, node and policy controllers (bottom-up), the node heartbeats, and
- * the pod and dependency controllers (top-down), sharing one informer per resource per cluster.
+ * in step, as runnables of one {@linkcode Manager} sharing one cache per resource per cluster.
+ *
+ * - bottom-up (`bottomup/`): the binding's virtual nodes from the worker's nodes and policies,
+ *   their heartbeats, the policies' status;
+ * - top-down (`topdown/`): the virtual pod lifecycle, its drift audit and twin events, speaking
+ *   to the worker only through the {@linkcode PodProvider} seam;
+ * - the worker provider (`worker/`): twins and their mirrored ConfigMaps, Secrets, claims and
+ *   tokens in the mount namespace.
+ *
  * The same class runs inside the manager (`--syncer-mode=embedded`) and as its own process
  * (`deno task run syncer --cluster-binding NAME`).
  *
@@ -9,17 +16,23 @@
  */
 
 import type { KubeClient } from "../../toolkit/client/client.ts";
-import type { Controller } from "../../toolkit/runtime/controller.ts";
+import { type Clock, systemClock } from "../../toolkit/runtime/clock.ts";
+import { Controller, type Runnable } from "../../toolkit/runtime/controller.ts";
 import { EventRecorder } from "../../toolkit/runtime/events.ts";
 import { type Logger, silentLogger } from "../../toolkit/runtime/log.ts";
-import { Registry, type RuntimeMetrics } from "../../toolkit/runtime/metrics.ts";
+import { Manager } from "../../toolkit/runtime/manager.ts";
+import { Registry, RuntimeMetrics } from "../../toolkit/runtime/metrics.ts";
 import { bindingController } from "./binding_controller.ts";
 import { Heartbeat } from "./bottomup/heartbeat.ts";
 import { nodeController } from "./bottomup/node_controller.ts";
 import { policyController } from "./bottomup/policy_controller.ts";
-import { type Clock, type ProxierEndpoint, SyncerContext, systemClock } from "./context.ts";
+import { type ProxierEndpoint, SyncerContext } from "./context.ts";
 import { SyncerMetrics } from "./metrics.ts";
-import { TopDown } from "./topdown/topdown.ts";
+import type { PodProvider } from "./provider.ts";
+import { EventReflector } from "./topdown/event_reflector.ts";
+import { PodAudit } from "./topdown/pod_audit.ts";
+import { PodLifecycleController } from "./topdown/pod_lifecycle.ts";
+import { WorkerPodProvider } from "./worker/worker_provider.ts";
 
 /** Options of a {@linkcode Syncer}. */
 export interface SyncerOptions {
@@ -31,26 +44,38 @@ export interface SyncerOptions {
   proxier?: ProxierEndpoint;
   clock?: Clock;
   log?: Logger;
+  /** Registry of the syncer's own metrics (shared by embedded syncers; every series names its binding). */
   registry?: Registry;
   /** Queue, reconcile and request metrics of the toolkit (on `registry`); shared by embedded syncers. */
   runtimeMetrics?: RuntimeMetrics;
   resyncMs?: number;
   leaseRenewMs?: number;
-  /** Run the top-down (pod) controllers too (default true). */
+  /** Run the top-down (pod) parts too (default true). */
   topDown?: boolean;
 }
 
 /** One binding's syncer. */
-export class Syncer {
+export class Syncer implements Runnable {
   readonly ctx: SyncerContext;
+  readonly manager: Manager;
   readonly heartbeat: Heartbeat;
-  readonly topDown?: TopDown;
-  readonly #controllers: Controller<never>[];
+  /** The worker provider and the pod lifecycle (absent with `topDown: false`). */
+  readonly provider?: WorkerPodProvider;
+  readonly pods?: PodLifecycleController;
+  readonly podAudit?: PodAudit;
   #abort?: AbortController;
-  #runs: Promise<void>[] = [];
+  #run?: Promise<void>;
+  #failure?: Error;
 
   constructor(virtual: KubeClient, physical: KubeClient, options: SyncerOptions) {
     const log = (options.log ?? silentLogger).with({ binding: options.bindingName });
+    const registry = options.registry ?? options.runtimeMetrics?.registry ?? new Registry();
+    this.manager = new Manager({
+      name: `syncer/${options.bindingName}`,
+      logger: log,
+      metrics: options.runtimeMetrics ?? new RuntimeMetrics(registry, { defaultMetrics: false }),
+      clock: options.clock ?? systemClock,
+    });
     this.ctx = new SyncerContext(
       virtual,
       physical,
@@ -63,74 +88,85 @@ export class Syncer {
         leaseDurationSeconds: 40,
         leaseRenewMs: options.leaseRenewMs ?? 10_000,
       },
-      options.clock ?? systemClock,
-      log,
+      this.manager,
       new EventRecorder(virtual.transport, {
         controller: "kubeocean.io/syncer",
         instance: options.bindingName,
         log,
       }),
-      SyncerMetrics.of(options.registry ?? new Registry()),
-      options.runtimeMetrics,
+      SyncerMetrics.of(registry),
     );
     this.heartbeat = new Heartbeat(this.ctx);
-    if (options.topDown ?? true) this.topDown = new TopDown(this.ctx);
-    const nodes = nodeController(this.ctx, (vnode) => this.heartbeat.renew(vnode));
-    const hooks = this.topDown ? [(b: Parameters<TopDown["cleanup"]>[0]) => this.topDown!.cleanup(b)] : [];
-    this.#controllers = [
-      bindingController(this.ctx, hooks),
-      nodes,
-      policyController(this.ctx),
-      ...(this.topDown?.controllers ?? []),
-    ] as Controller<never>[];
+    this.manager.add(this.heartbeat);
+    nodeController(this.ctx, (vnode) => this.heartbeat.renew(vnode));
+    policyController(this.ctx);
+    if (options.topDown ?? true) {
+      const provider: WorkerPodProvider = new WorkerPodProvider(this.ctx);
+      this.provider = provider;
+      this.pods = new PodLifecycleController(this.ctx, provider);
+      this.podAudit = new PodAudit(this.ctx, provider);
+      this.manager.add(this.podAudit).add(new EventReflector(this.ctx, provider satisfies PodProvider));
+    }
+    const pods = this.pods;
+    bindingController(this.ctx, pods ? [() => pods.cleanup()] : []);
   }
 
-  /** Starts every controller and the heartbeats. */
+  get name(): string {
+    return `syncer/${this.ctx.config.bindingName}`;
+  }
+
+  /** Runs every part until `signal` aborts; rejects when one of them fails (the others stop). */
+  async run(signal: AbortSignal): Promise<void> {
+    this.ctx.log.info("syncer started");
+    try {
+      await this.manager.run(signal);
+    } finally {
+      await this.ctx.recorder.flush().catch(() => {});
+      this.ctx.log.info("syncer stopped");
+    }
+  }
+
+  /** Starts every part in the background ({@linkcode stop} ends them). */
   start(): this {
     if (this.#abort) return this;
     this.#abort = new AbortController();
-    for (const controller of this.#controllers) {
-      this.#runs.push(
-        controller.run(this.#abort.signal).catch((err) => {
-          this.ctx.log.error("controller stopped with an error", { error: err });
-        }),
-      );
-    }
-    this.heartbeat.start();
-    this.topDown?.start(this.#abort.signal);
-    this.ctx.log.info("syncer started");
+    this.#run = this.run(this.#abort.signal).catch((err) => {
+      this.#failure = err instanceof Error ? err : new Error(String(err));
+      this.ctx.log.error("syncer stopped with an error", { error: err });
+    });
     return this;
+  }
+
+  /** Why a syncer started with {@linkcode start} stopped on its own, if it did. */
+  get failure(): Error | undefined {
+    return this.#failure;
   }
 
   /** Whether every cache has listed once (the syncer reconciles from then on). */
   get ready(): boolean {
-    return [...this.ctx.virtualInformers.informers, ...this.ctx.physicalInformers.informers].every((i) =>
-      i.store.isReady
-    );
+    return this.#abort !== undefined && this.manager.synced;
   }
 
-  /** Re-queues every object (e.g. after a test moved the clock). */
+  /** Re-queues every object of every controller (e.g. after a test moved the clock). */
   resync(): void {
-    for (const controller of this.#controllers) {
-      try {
-        for (const obj of controller.store.list() as { metadata?: { name?: string; namespace?: string } }[]) {
-          controller.enqueue({ name: obj.metadata!.name!, namespace: obj.metadata?.namespace });
-        }
-      } catch {
-        // not running
-      }
+    for (const runnable of this.manager.runnables) {
+      if (runnable instanceof Controller) runnable.resync();
     }
   }
 
-  /** Stops everything and waits for in-flight work to finish. */
+  /**
+   * Runs the drift audit now: orphan twins and mirrored objects no twin uses are removed; returns
+   * how many.
+   */
+  async audit(): Promise<number> {
+    if (!this.podAudit || !this.provider) return 0;
+    return await this.podAudit.audit() + await this.provider.collectGarbage();
+  }
+
+  /** Stops what {@linkcode start} started and waits for in-flight work to finish. */
   async stop(): Promise<void> {
     if (!this.#abort) return;
     this.#abort.abort();
-    this.heartbeat.stop();
-    await Promise.all(this.#runs);
-    await this.topDown?.stop();
-    await this.ctx.recorder.flush().catch(() => {});
-    await this.ctx.stop();
-    this.ctx.log.info("syncer stopped");
+    await this.#run;
   }
 }

@@ -78,7 +78,7 @@ export async function benchNodes(args: string[]): Promise<void> {
           }],
           nodeInfo: template.nodeInfo,
         },
-      } as never, { type: "merge" });
+      }, { type: "merge" });
       await leases.create({
         metadata: {
           name,

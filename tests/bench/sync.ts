@@ -17,7 +17,7 @@ import { parseArgs } from "node:util";
 import { onVirtualNodes } from "../../controllers/common/placement.ts";
 import type { Pod } from "../../apis/core/v1/mod.ts";
 import { CoreV1Api } from "../../apis/core/v1/mod.ts";
-import { AppsV1Api } from "../../apis/apps/v1/mod.ts";
+import { AppsV1Api, type Deployment } from "../../apis/apps/v1/mod.ts";
 import { KubeoceanIoV1beta1Api } from "../../apis/kubeocean.io/v1beta1/mod.ts";
 import type { KubeClient } from "../../toolkit/client/client.ts";
 import { connect, eventually } from "../../toolkit/envtest/testing.ts";
@@ -33,7 +33,7 @@ import {
   writesBetween,
 } from "./support.ts";
 
-function deployment(name: string, replicas: number, virtual: boolean) {
+function deployment(name: string, replicas: number, virtual: boolean): Deployment {
   return {
     metadata: { name },
     spec: {
@@ -145,8 +145,7 @@ export async function benchSync(args: string[]): Promise<void> {
       worker,
       "direct",
       replicas,
-      () =>
-        new AppsV1Api(worker).deployments("direct").create(deployment("direct", replicas, false) as never),
+      () => new AppsV1Api(worker).deployments("direct").create(deployment("direct", replicas, false)),
     );
     const baselineMs = baseline.ms;
     console.log(
@@ -191,8 +190,7 @@ export async function benchSync(args: string[]): Promise<void> {
       computing,
       "default",
       replicas,
-      () =>
-        new AppsV1Api(computing).deployments("default").create(deployment("synced", replicas, true) as never),
+      () => new AppsV1Api(computing).deployments("default").create(deployment("synced", replicas, true)),
       (type, pod, at) => {
         const uid = pod.metadata!.uid!;
         if (type === "Delete") return;

@@ -15,6 +15,7 @@ import { AppsV1Api } from "../../apis/apps/v1/mod.ts";
 import { RbacAuthorizationK8sIoV1Api } from "../../apis/rbac.authorization.k8s.io/v1/mod.ts";
 import { bind, installCrd } from "../../controllers/bind/bind.ts";
 import { clusterBindingController } from "../../controllers/manager/clusterbinding_controller.ts";
+import { Manager } from "../../toolkit/runtime/manager.ts";
 import { DeploymentRunner } from "../../controllers/manager/deployment_runner.ts";
 import { ManagerMetrics } from "../../controllers/manager/metrics.ts";
 import { ApiError, isNotFound } from "../../toolkit/client/errors.ts";
@@ -46,6 +47,12 @@ envTest("manager: bind, failures and recovery, schema, rotation, deletion, least
   const recorder = new EventRecorder(computing.transport, { controller: "kubeocean.io/manager", log });
   let stop = new AbortController();
   let managerRun: Promise<void> | undefined;
+  /** Runs the ClusterBinding controller in a toolkit Manager, as `deno task run manager` does. */
+  const runManager = () => {
+    const manager = new Manager({ name: "manager", logger: log, metrics: metrics.runtime });
+    clusterBindingController(manager, { client: computing, runner, recorder, metrics });
+    return manager.run(stop.signal);
+  };
   const get = (name: string) => bindings.get(name);
   const condition = (b: ClusterBinding, type: string) => b.status?.conditions?.find((c) => c.type === type);
   const phaseIs = (name: string, phase: string) =>
@@ -63,9 +70,7 @@ envTest("manager: bind, failures and recovery, schema, rotation, deletion, least
   try {
     await installCrd(computing, "kubeocean.io_clusterbindings.yaml");
     await vcore.namespaces().create({ metadata: { name: SYSTEM } }).catch(() => {});
-    managerRun = clusterBindingController({ client: computing, runner, recorder, log, metrics }).run(
-      stop.signal,
-    );
+    managerRun = runManager();
 
     await t.step(
       "bind → Ready; deployment mode renders Deployments, ServiceAccount and RBAC owned by the binding",
@@ -289,9 +294,7 @@ envTest("manager: bind, failures and recovery, schema, rotation, deletion, least
           log,
         });
         stop = new AbortController();
-        managerRun = clusterBindingController({ client: computing, runner, recorder, log, metrics }).run(
-          stop.signal,
-        );
+        managerRun = runManager();
         await eventually("the restarted manager reconciled the binding", async () => await syncs() > before, {
           timeoutMs: 30_000,
         });

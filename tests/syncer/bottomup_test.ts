@@ -347,7 +347,7 @@ envTest("syncer bottom-up: virtual nodes, capacity, time windows, removal, heart
     await t.step(
       "relabelled out of the selector → removed; relabelled back → a schedulable virtual node",
       async () => {
-        await pcore.nodes().patch("worker-node-4", { metadata: { labels: { pool: null } } } as never, {
+        await pcore.nodes().patch("worker-node-4", { metadata: { labels: { pool: null } } }, {
           type: "merge",
         });
         await eventually(

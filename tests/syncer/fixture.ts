@@ -12,26 +12,11 @@ import { CoreV1Api } from "../../apis/core/v1/mod.ts";
 import { bind } from "../../controllers/bind/bind.ts";
 import { kubeconfigFromSecret, workerClient } from "../../controllers/manager/worker_access.ts";
 import { Syncer, type SyncerOptions } from "../../controllers/syncer/syncer.ts";
-import type { Clock } from "../../controllers/syncer/context.ts";
 import type { KubeClient } from "../../toolkit/client/client.ts";
 import { isNotFound } from "../../toolkit/client/errors.ts";
 import { Logger } from "../../toolkit/runtime/log.ts";
 
-/** A clock that tests move; it runs at the real pace from wherever it was set. */
-export class TestClock implements Clock {
-  #offsetMs = 0;
-  now(): Date {
-    return new Date(Date.now() + this.#offsetMs);
-  }
-  /** Makes `now()` return `instant` from here on (then advancing in real time). */
-  set(instant: Date | string): void {
-    this.#offsetMs = new Date(instant).getTime() - Date.now();
-  }
-  /** Moves the clock by `ms`. */
-  advance(ms: number): void {
-    this.#offsetMs += ms;
-  }
-}
+export { TestClock } from "../../toolkit/runtime/clock.ts";
 
 /** A bound worker: admin clients for both clusters and the syncer's least-privilege worker client. */
 export interface BoundWorker {
@@ -93,11 +78,9 @@ export function startSyncer(
  */
 export function describeSyncer(syncer: Syncer | undefined): string {
   if (!syncer) return "not running";
-  const caches = [
-    ...syncer.ctx.virtualInformers.informers.map((i) => ({ side: "computing", i })),
-    ...syncer.ctx.physicalInformers.informers.map((i) => ({ side: "worker", i })),
-  ].map(({ side, i }) => ({
-    name: `${side} ${i.client.descriptor.plural}`,
+  const computing = syncer.ctx.virtual.client.transport;
+  const caches = syncer.manager.caches.map((i) => ({
+    name: `${i.client.transport === computing ? "computing" : "worker"} ${i.client.descriptor.plural}`,
     ready: i.store.isReady,
     error: i.lastError ? `${i.lastError.error.message} at ${i.lastError.at.toISOString()}` : undefined,
   }));

@@ -10,15 +10,15 @@
 import type { Lease } from "../../../apis/coordination.k8s.io/v1/mod.ts";
 import type { Node } from "../../../apis/core/v1/mod.ts";
 import { isAlreadyExists, isConflict, isNotFound } from "../../../toolkit/client/errors.ts";
-import { microTime } from "../../../toolkit/runtime/leader_election.ts";
+import { microTime } from "../../../toolkit/apimachinery/time.ts";
+import type { Runnable } from "../../../toolkit/runtime/controller.ts";
 import { LABEL_CLUSTER_BINDING, LABEL_MANAGED_BY, MANAGED_BY_VALUE } from "../../common/names.ts";
 import type { SyncerContext } from "../context.ts";
-import { virtualNodeInformer } from "./node_controller.ts";
 
 const NAMESPACE = "kube-node-lease";
 
-/** Renews the leases of this binding's virtual nodes until stopped. */
-export class Heartbeat {
+/** Renews the leases of this binding's virtual nodes while it runs. */
+export class Heartbeat implements Runnable {
   readonly #leases = new Map<string, { lease: Lease; renewedAt: number; jitter: number }>();
   #timer?: ReturnType<typeof setInterval>;
   #busy = false;
@@ -28,12 +28,17 @@ export class Heartbeat {
 
   constructor(readonly ctx: SyncerContext) {}
 
-  /** Starts the renew loop (checks once a second which leases are due). */
-  start(): void {
-    this.#timer ??= setInterval(() => void this.#tick(), 1_000);
+  get name(): string {
+    return `heartbeat/${this.ctx.config.bindingName}`;
   }
 
-  stop(): void {
+  /** Renews leases until `signal` aborts (checks once a second which leases are due). */
+  async run(signal: AbortSignal): Promise<void> {
+    this.#timer ??= setInterval(() => void this.#tick(), 1_000);
+    await new Promise<void>((resolve) => {
+      if (signal.aborted) resolve();
+      signal.addEventListener("abort", () => resolve(), { once: true });
+    });
     clearInterval(this.#timer);
     this.#timer = undefined;
   }
@@ -42,8 +47,8 @@ export class Heartbeat {
     if (this.#busy) return;
     this.#busy = true;
     try {
-      const now = Date.now();
-      const nodes = virtualNodeInformer(this.ctx).store.list();
+      const now = performance.now();
+      const nodes = this.ctx.virtualNodeInformer.store.list();
       const live = new Set(nodes.map((n) => n.metadata!.name!));
       for (const name of this.#leases.keys()) if (!live.has(name)) this.#leases.delete(name);
       const due = nodes.filter((n) => {
@@ -75,8 +80,8 @@ export class Heartbeat {
   }
 
   async #renew(node: Node, name: string): Promise<void> {
-    const leases = this.ctx.virtualCoordination.leases(NAMESPACE);
-    const renewTime = microTime(Date.now());
+    const leases = this.ctx.virtual.coordination.leases(NAMESPACE);
+    const renewTime = microTime(this.#now());
     const cached = this.#leases.get(name);
     const jitter = cached?.jitter ?? 0.9 + Math.random() * 0.2;
     try {
@@ -87,7 +92,7 @@ export class Heartbeat {
         lease = await this.#getOrCreate(node, renewTime);
       }
       this.writes++;
-      this.#leases.set(name, { lease, renewedAt: Date.now(), jitter });
+      this.#leases.set(name, { lease, renewedAt: performance.now(), jitter });
     } catch (err) {
       if (isConflict(err) || isNotFound(err)) {
         this.#leases.delete(name); // re-read next time
@@ -99,7 +104,7 @@ export class Heartbeat {
 
   async #getOrCreate(node: Node, renewTime: string): Promise<Lease> {
     const name = node.metadata!.name!;
-    const leases = this.ctx.virtualCoordination.leases(NAMESPACE);
+    const leases = this.ctx.virtual.coordination.leases(NAMESPACE);
     // Create first: a new virtual node (the common case) then costs one request.
     try {
       return await leases.create({
@@ -136,5 +141,15 @@ export class Heartbeat {
         renewTime,
       },
     });
+  }
+
+  /**
+   * The renew time written: wall-clock time, not the syncer's injected clock. The computing
+   * cluster's node lifecycle counts a renewal only when `renewTime` moves forward, so a clock a
+   * test moved backwards would let every virtual node go NotReady. Renewal intervals are measured
+   * with the monotonic `performance.now()` for the same reason.
+   */
+  #now(): number {
+    return Date.now();
   }
 }

@@ -13,13 +13,16 @@
  */
 
 import type { CSINode } from "../../../apis/storage.k8s.io/v1/mod.ts";
-import type { Node, NodeStatus, Pod, Taint } from "../../../apis/core/v1/mod.ts";
+import type { Node, NodeStatus, Taint } from "../../../apis/core/v1/mod.ts";
 import type { ResourceLeasingPolicy } from "../../../apis/kubeocean.io/v1beta1/mod.ts";
 import { isAlreadyExists, isConflict, isNotFound, isTransient } from "../../../toolkit/client/errors.ts";
 import type { ObjectRef } from "../../../toolkit/client/resource.ts";
-import { Action, type Controller, ControllerBuilder } from "../../../toolkit/runtime/controller.ts";
-import type { Informer } from "../../../toolkit/runtime/informer.ts";
+import { rfc3339 } from "../../../toolkit/apimachinery/time.ts";
+import { Action, type Controller } from "../../../toolkit/runtime/controller.ts";
+import type { ReadStore } from "../../../toolkit/runtime/store.ts";
 import {
+  ANNOTATION_PHYSICAL_NODE,
+  ANNOTATION_POLICY,
   LABEL_CLUSTER_BINDING,
   LABEL_MANAGED_BY,
   MANAGED_BY_VALUE,
@@ -27,27 +30,18 @@ import {
   TAINT_VNODE,
   TAINT_VNODE_DELETING,
 } from "../../common/names.ts";
-import { BY_NODE, type SyncerContext } from "../context.ts";
-import { applyLimits, effectiveRequests, freeCapacity, isNonTerminal, toResourceList } from "./capacity.ts";
+import { BY_NODE, nodeNameOf, type SyncerContext } from "../context.ts";
+import { applyLimits, freeCapacity, isNonTerminal, toResourceList } from "./capacity.ts";
+import { NodeFigures } from "./node_figures.ts";
 import { matchesNodeSelector } from "./node_selector.ts";
 import { selectPolicy } from "./policy_selection.ts";
 import { evaluateWindows } from "./time_windows.ts";
 import { mergeOwned, type OwnedMetadata, virtualNodeLabels, virtualNodeName } from "./vnode.ts";
 
-/** Annotation on a virtual node naming its physical node (label values may be shortened). */
-export const ANNOTATION_PHYSICAL_NODE = "kubeocean.io/physical-node-name";
-/** Annotation naming the policy a virtual node's capacity comes from. */
-export const ANNOTATION_POLICY = "kubeocean.io/policy";
-
 /** Physical taints managed by each cluster's own node lifecycle; never copied. */
 function copiedTaint(t: Taint): boolean {
   return !t.key.startsWith("node.kubernetes.io/") && !t.key.startsWith("node.cloudprovider.kubernetes.io/") &&
     !t.key.startsWith("kubeocean.io/");
-}
-
-/** The physical node behind a virtual node of this binding. */
-export function physicalNameOf(vnode: Node): string | undefined {
-  return vnode.metadata?.annotations?.[ANNOTATION_PHYSICAL_NODE];
 }
 
 /** Builds the bottom-up node controller; `onVirtualNode` is called for every created virtual node (lease). */
@@ -57,61 +51,56 @@ export function nodeController(
 ): Controller<Node> {
   const bindingName = ctx.config.bindingName;
   const vnodeSelector = `${LABEL_CLUSTER_BINDING}=${bindingName}`;
-  const virtualNodeInformer = ctx.virtualInformers.for(ctx.virtualNodes, { labelSelector: vnodeSelector });
-  const policyInformer = ctx.physicalInformers.for(ctx.policies);
+  const virtualNodeInformer = ctx.virtualNodeInformer;
+  const policyInformer = ctx.policyInformer;
   const physicalPods = ctx.physicalPodInformer;
   const virtualPods = ctx.virtualPodInformer;
-  const csiNodes = ctx.physicalInformers.for(ctx.physicalStorage.csinodes());
-  const virtualCsiNodes = ctx.virtualInformers.for(ctx.virtualStorage.csinodes(), {
-    labelSelector: vnodeSelector,
-  });
-  const everyNode = (): ObjectRef[] => {
-    const names = new Set<string>();
-    try {
-      for (const n of controller.store.list()) names.add(n.metadata!.name!);
-    } catch {
-      // not running yet
-    }
+  const csiNodes = ctx.manager.cache(ctx.physical.storage.csinodes());
+  const virtualCsiNodes = ctx.manager.cache(ctx.virtual.storage.csinodes(), { labelSelector: vnodeSelector });
+  const figures = new NodeFigures(ctx);
+  /** Every physical node, and every one a virtual node still stands for (to drain it). */
+  const everyNode = (physicalNodes: ReadStore<Node>): ObjectRef[] => {
+    const names = new Set(physicalNodes.list().map((n) => n.metadata!.name!));
     for (const v of virtualNodeInformer.store.list()) {
-      const physical = physicalNameOf(v);
+      const physical = ctx.physicalNodeOf(v);
       if (physical) names.add(physical);
     }
     return [...names].map((name) => ({ name }));
   };
   const physicalOfVirtual = (vnodeName: string): ObjectRef[] => {
-    const v = virtualNodeInformer.store.get(vnodeName);
-    const physical = v && physicalNameOf(v);
+    const physical = ctx.physicalNodeOf(vnodeName);
     return physical ? [{ name: physical }] : [];
   };
 
-  const controller: Controller<Node> = new ControllerBuilder(ctx.physicalNodes, {
+  const controller: Controller<Node> = ctx.manager.controller(ctx.physical.core.nodes(), {
     name: `vnodes/${bindingName}`,
     concurrency: 64,
-    logger: ctx.log,
-    metrics: ctx.runtimeMetrics,
-    informers: (t) => ctx.informersFor(t),
   })
     // Other workloads' pods change what can be leased; twins do not (they run on the lease).
-    .watches(ctx.physicalPods, (pod) => pod.spec?.nodeName ? [{ name: pod.spec.nodeName }] : [], {
-      indexers: { [BY_NODE]: (p: Pod) => [p.spec?.nodeName ?? ""] },
+    .watches(ctx.physical.core.pods(), (pod) => pod.spec?.nodeName ? [{ name: pod.spec.nodeName }] : [], {
+      indexers: { [BY_NODE]: nodeNameOf },
       predicates: [(e) => e.object.metadata?.labels?.[LABEL_MANAGED_BY] !== MANAGED_BY_VALUE],
     })
-    .watches(ctx.policies, () => everyNode())
-    .watches(ctx.bindings, () => everyNode(), { fieldSelector: `metadata.name=${bindingName}` })
-    .watches(ctx.virtualNodes, (v) => physicalOfVirtual(v.metadata!.name!), { labelSelector: vnodeSelector })
+    .watches(ctx.policies, (_policy, _event, nodes) => everyNode(nodes))
+    .watches(ctx.bindings, (_binding, _event, nodes) => everyNode(nodes), {
+      fieldSelector: `metadata.name=${bindingName}`,
+    })
+    .watches(ctx.virtual.core.nodes(), (v) => physicalOfVirtual(v.metadata!.name!), {
+      labelSelector: vnodeSelector,
+    })
     .watches(
-      ctx.virtualPods,
+      ctx.virtual.core.pods(),
       (pod) => pod.spec?.nodeName?.startsWith("vnode-") ? physicalOfVirtual(pod.spec.nodeName) : [],
       {
-        indexers: { [BY_NODE]: (p: Pod) => [p.spec?.nodeName ?? ""] },
+        indexers: { [BY_NODE]: nodeNameOf },
         // A draining node waits for its pods to end; their other changes only move usage gauges,
         // which the node's next reconcile (heartbeats, resync) refreshes.
         predicates: [(e) => e.type === "Delete" || !isNonTerminal(e.object)],
       },
     )
-    .watches(ctx.physicalStorage.csinodes(), (c) => [{ name: c.metadata!.name! }])
+    .watches(ctx.physical.storage.csinodes(), (c) => [{ name: c.metadata!.name! }])
     // Our virtual CSINodes, cached so that a reconcile needs no GET to compare them.
-    .watches(ctx.virtualStorage.csinodes(), (c) => physicalOfVirtual(c.metadata!.name!), {
+    .watches(ctx.virtual.storage.csinodes(), (c) => physicalOfVirtual(c.metadata!.name!), {
       labelSelector: vnodeSelector,
     })
     .build(async (ref, rc) => {
@@ -130,7 +119,7 @@ export function nodeController(
         matchesNodeSelector(binding.spec?.nodeSelector, ref.name, physical.metadata?.labels);
       const policy = leasable ? selectPolicy(policyInformer.store.list(), bindingName, physical) : undefined;
       if (!physical || !policy) {
-        clearNodeMetrics(ref.name);
+        figures.clear(ref.name);
         return await drainAndRemove(vname, vnode);
       }
       return await upsert(
@@ -159,8 +148,8 @@ export function nodeController(
       .filter((p) => isNonTerminal(p) && p.metadata?.labels?.[LABEL_MANAGED_BY] !== MANAGED_BY_VALUE);
     const allocatable = (physical.status?.allocatable ?? {}) as Record<string, string>;
     const free = freeCapacity(allocatable, ownPods);
-    const leased = applyLimits(free, spec.resourceLimits as never);
-    recordNodeMetrics(physicalName, allocatable, ownPods, leased, vname);
+    const leased = applyLimits(free, spec.resourceLimits);
+    figures.record(physicalName, allocatable, ownPods, leased, virtualPods.store.byIndex(BY_NODE, vname));
 
     // Taints and time windows.
     const taints: Taint[] = (physical.spec?.taints ?? []).filter(copiedTaint).map((t) => ({
@@ -190,7 +179,7 @@ export function nodeController(
     const unschedulable = physical.spec?.unschedulable ? true : undefined;
     let node = current;
     if (!node) {
-      node = await ctx.virtualNodes.create({
+      node = await ctx.virtual.core.nodes().create({
         apiVersion: "v1",
         kind: "Node",
         metadata: { name: vname, labels: merged.labels, annotations: merged.annotations },
@@ -205,7 +194,7 @@ export function nodeController(
       });
       await onVirtualNode(node);
     } else if (!sameMetadata(node, merged, unschedulable)) {
-      node = await ctx.virtualNodes.replace({
+      node = await ctx.virtual.core.nodes().replace({
         ...node,
         metadata: { ...node.metadata, labels: merged.labels, annotations: merged.annotations },
         spec: { ...node.spec, taints: merged.taints, unschedulable },
@@ -214,7 +203,7 @@ export function nodeController(
     const status = desiredStatus(physical, leased, vname);
     if (!sameStatus(node.status, status)) {
       // Merge patch without a resourceVersion: the syncer owns these fields (no needless conflicts).
-      await ctx.virtualNodes.patchStatus(vname, { status } as never, { type: "merge" });
+      await ctx.virtual.core.nodes().patchStatus(vname, { status }, { type: "merge" });
     }
     await syncCsiNode(physicalName, node);
     const resyncAt = now.getTime() + ctx.config.resyncMs * (0.9 + Math.random() * 0.2);
@@ -223,7 +212,7 @@ export function nodeController(
 
   function desiredStatus(physical: Node, leased: ReturnType<typeof applyLimits>, vname: string): NodeStatus {
     const resources = toResourceList(leased);
-    const heartbeat = ctx.clock.now().toISOString().replace(/\.\d{3}Z$/, "Z");
+    const heartbeat = rfc3339(ctx.clock.now());
     return {
       capacity: resources,
       allocatable: resources,
@@ -240,7 +229,7 @@ export function nodeController(
 
   async function syncCsiNode(physicalName: string, vnode: Node): Promise<void> {
     const source = csiNodes.store.get(physicalName) as CSINode | undefined;
-    const virtualCsi = ctx.virtualStorage.csinodes();
+    const virtualCsi = ctx.virtual.storage.csinodes();
     const name = vnode.metadata!.name!;
     const existing = virtualCsiNodes.store.get(name) as CSINode | undefined;
     if (!source) {
@@ -271,8 +260,8 @@ export function nodeController(
 
   async function drainAndRemove(vname: string, vnode: Node | undefined): Promise<Action> {
     if (!vnode) {
-      await deleteIgnoringMissing(() => ctx.virtualCoordination.leases("kube-node-lease").delete(vname));
-      await deleteIgnoringMissing(() => ctx.virtualStorage.csinodes().delete(vname));
+      await deleteIgnoringMissing(() => ctx.virtual.coordination.leases("kube-node-lease").delete(vname));
+      await deleteIgnoringMissing(() => ctx.virtual.storage.csinodes().delete(vname));
       return Action.done();
     }
     const deletingTaint = { key: TAINT_VNODE_DELETING, value: "true", effect: "NoSchedule" as const };
@@ -286,7 +275,7 @@ export function nodeController(
         taints: [...(previous.taints ?? []).filter((t) => t.key !== TAINT_VNODE_DELETING), deletingTaint],
       };
       const merged = mergeOwned(vnode, desired);
-      await ctx.virtualNodes.replace({
+      await ctx.virtual.core.nodes().replace({
         ...vnode,
         metadata: { ...vnode.metadata, annotations: merged.annotations },
         spec: { ...vnode.spec, taints: merged.taints, unschedulable: true },
@@ -297,7 +286,7 @@ export function nodeController(
     for (const pod of remaining) {
       if (pod.metadata?.deletionTimestamp) continue;
       try {
-        await ctx.virtualCore.pods(pod.metadata!.namespace!).evict(pod.metadata!.name!);
+        await ctx.virtual.core.pods(pod.metadata!.namespace!).evict(pod.metadata!.name!);
       } catch (err) {
         if (isNotFound(err)) continue;
         if (isTransient(err)) return Action.requeueAfter(5_000); // e.g. a PodDisruptionBudget says not now
@@ -305,68 +294,16 @@ export function nodeController(
       }
     }
     if (remaining.length > 0) return Action.requeueAfter(2_000);
-    await deleteIgnoringMissing(() => ctx.virtualCoordination.leases("kube-node-lease").delete(vname));
-    await deleteIgnoringMissing(() => ctx.virtualStorage.csinodes().delete(vname));
+    await deleteIgnoringMissing(() => ctx.virtual.coordination.leases("kube-node-lease").delete(vname));
+    await deleteIgnoringMissing(() => ctx.virtual.storage.csinodes().delete(vname));
     await deleteIgnoringMissing(() =>
-      ctx.virtualNodes.delete(vname, { preconditions: { uid: vnode.metadata!.uid } })
+      ctx.virtual.core.nodes().delete(vname, { preconditions: { uid: vnode.metadata!.uid } })
     );
     ctx.log.info("virtual node removed", { vnode: vname });
     return Action.done();
   }
 
-  function recordNodeMetrics(
-    physicalName: string,
-    allocatable: Record<string, string>,
-    ownPods: Pod[],
-    leased: ReturnType<typeof applyLimits>,
-    vname: string,
-  ): void {
-    const m = ctx.metrics;
-    const used = freeUsage(ownPods);
-    const virtualUsed = freeUsage(virtualPods.store.byIndex(BY_NODE, vname).filter(isNonTerminal));
-    for (const [resource, value] of Object.entries(allocatable)) {
-      const labels = { cluster_binding: bindingName, node: physicalName, resource };
-      m.origin.set(labels, numberOf(value));
-      m.available.set(labels, leased[resource]?.toNumber() ?? 0);
-      m.physicalUsage.set(labels, used[resource] ?? 0);
-      m.virtualUsage.set(labels, virtualUsed[resource] ?? 0);
-    }
-  }
-
-  function clearNodeMetrics(physicalName: string): void {
-    for (
-      const gauge of [
-        ctx.metrics.origin,
-        ctx.metrics.available,
-        ctx.metrics.physicalUsage,
-        ctx.metrics.virtualUsage,
-      ]
-    ) {
-      for (const resource of ["cpu", "memory", "pods", "ephemeral-storage"]) {
-        gauge.remove({ cluster_binding: bindingName, node: physicalName, resource });
-      }
-    }
-  }
-
   return controller;
-}
-
-function freeUsage(pods: Pod[]): Record<string, number> {
-  const sums: Record<string, number> = {};
-  for (const pod of pods) {
-    for (const [resource, q] of Object.entries(effectiveRequests(pod))) {
-      sums[resource] = (sums[resource] ?? 0) + q.toNumber();
-    }
-  }
-  return sums;
-}
-
-function numberOf(value: string): number {
-  try {
-    return Number(value.replace(/[^\d.]/g, "")) || 0;
-  } catch {
-    return 0;
-  }
 }
 
 async function deleteIgnoringMissing(op: () => Promise<unknown>): Promise<void> {
@@ -404,11 +341,4 @@ function sameStatus(current: NodeStatus | undefined, desired: NodeStatus): boole
       nodeInfo: s.nodeInfo,
     });
   return strip(current) === strip(desired);
-}
-
-/** The informer of this binding's virtual nodes. */
-export function virtualNodeInformer(ctx: SyncerContext): Informer<Node> {
-  return ctx.virtualInformers.for(ctx.virtualNodes, {
-    labelSelector: `${LABEL_CLUSTER_BINDING}=${ctx.config.bindingName}`,
-  });
 }

@@ -7,25 +7,17 @@
  */
 
 import type { ResourceLeasingPolicy } from "../../../apis/kubeocean.io/v1beta1/mod.ts";
-import { Action, type Controller, ControllerBuilder } from "../../../toolkit/runtime/controller.ts";
+import { rfc3339 } from "../../../toolkit/apimachinery/time.ts";
+import { Action, type Controller } from "../../../toolkit/runtime/controller.ts";
 import { type ConditionInput, setConditions } from "../../common/conditions.ts";
 import type { SyncerContext } from "../context.ts";
 import { policyProblem } from "./policy_selection.ts";
 import { evaluateWindows } from "./time_windows.ts";
 
-function rfc3339(date: Date): string {
-  return date.toISOString().replace(/\.\d{3}Z$/, "Z");
-}
-
 /** Builds the policy status controller (policies whose `spec.cluster` is this binding). */
 export function policyController(ctx: SyncerContext): Controller<ResourceLeasingPolicy> {
   const bindingName = ctx.config.bindingName;
-  return new ControllerBuilder(ctx.policies, {
-    name: `policies/${bindingName}`,
-    logger: ctx.log,
-    metrics: ctx.runtimeMetrics,
-    informers: (t) => ctx.informersFor(t),
-  }).build(async (_ref, rc) => {
+  return ctx.manager.controller(ctx.policies, { name: `policies/${bindingName}` }).build(async (_ref, rc) => {
     const policy = rc.object;
     if (!policy || policy.spec?.cluster !== bindingName || policy.metadata?.deletionTimestamp) {
       return Action.done();
@@ -80,14 +72,14 @@ export function policyController(ctx: SyncerContext): Controller<ResourceLeasing
         observedGeneration: generation,
       });
     }
-    const { conditions, changed } = setConditions(policy.status?.conditions as never, updates, now);
-    status.conditions = conditions as never;
+    const { conditions, changed } = setConditions(policy.status?.conditions, updates, now);
+    status.conditions = conditions;
     status.observedGeneration = generation;
     const before = JSON.stringify({ ...policy.status, lastAppliedTime: undefined, conditions: undefined });
     const after = JSON.stringify({ ...status, lastAppliedTime: undefined, conditions: undefined });
     if (changed.length > 0 || before !== after) {
       status.lastAppliedTime = rfc3339(now);
-      await ctx.policies.patchStatus(policy.metadata!.name!, { status } as never, { type: "merge" });
+      await ctx.policies.patchStatus(policy.metadata!.name!, { status }, { type: "merge" });
     }
     const wake = next ? Math.max(0, next.getTime() - now.getTime()) : ctx.config.resyncMs;
     return Action.requeueAfter(Math.min(wake, ctx.config.resyncMs));

@@ -42,7 +42,7 @@ export function virtualNodeName(clusterID: string, physicalNode: string): string
 }
 
 /** A label value: the text itself when it fits (63 characters), else a hashed prefix. */
-export function labelValue(text: string): string {
+function labelValue(text: string): string {
   if (text.length <= MAX_NAME) return text;
   return `${text.slice(0, MAX_NAME - 9).replace(/[-._]+$/, "")}-${shortHash(text)}`;
 }
@@ -87,7 +87,7 @@ function taintKey(t: Taint): string {
 }
 
 /** The last metadata Kubeocean wrote, from the annotation (empty when absent or unreadable). */
-export function lastOwned(node: Node | undefined): OwnedMetadata {
+function lastOwned(node: Node | undefined): OwnedMetadata {
   const raw = node?.metadata?.annotations?.[ANNOTATION_EXPECTED_METADATA];
   if (raw) {
     try {

@@ -49,8 +49,6 @@ export interface TwinResult {
   dropped: string[];
 }
 
-const SERVICE_ACCOUNT_MOUNT = "/var/run/secrets/kubernetes.io/serviceaccount";
-
 function isServiceAccountVolume(v: Volume): boolean {
   return v.name.startsWith("kube-api-access-") && !!v.projected?.sources?.some((s) => s.serviceAccountToken);
 }
@@ -222,5 +220,3 @@ function withoutSystemAnnotations(annotations: Record<string, string> | undefine
     ),
   );
 }
-
-export { SERVICE_ACCOUNT_MOUNT };
