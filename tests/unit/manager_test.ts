@@ -69,37 +69,36 @@ Deno.test("manager: controllers share one cache per resource, see outcomes, and 
   assert.ok(seen.includes("second a"));
 });
 
-Deno.test("manager: a failing runnable stops the others and the run fails with its error", async () => {
-  const manager = new Manager({ name: "test", metrics: quietMetrics() });
-  let stoppedOther = false;
-  manager.add({
+/** A runnable that runs until stopped, and remembers that it was. */
+function steady() {
+  const runnable = {
     name: "steady",
-    run: (signal) =>
-      new Promise((resolve) =>
+    stopped: false,
+    run: (signal: AbortSignal) =>
+      new Promise<void>((resolve) =>
         signal.addEventListener("abort", () => {
-          stoppedOther = true;
+          runnable.stopped = true;
           resolve();
         })
       ),
-  });
-  manager.add({ name: "broken", run: () => Promise.reject(new Error("boom")) });
+  };
+  return runnable;
+}
+
+Deno.test("manager: a failing runnable stops the others and the run fails with its error", async () => {
+  const manager = new Manager({ name: "test", metrics: quietMetrics() });
+  const other = steady();
+  manager.add(other).add({ name: "broken", run: () => Promise.reject(new Error("boom")) });
   await assert.rejects(manager.run(new AbortController().signal), /boom/);
-  assert.equal(stoppedOther, true);
+  assert.equal(other.stopped, true);
 });
 
 Deno.test("manager: a runnable that returns on purpose ends the run cleanly", async () => {
   const manager = new Manager({ name: "test", metrics: quietMetrics() });
-  let stoppedOther = false;
-  manager.add({
-    name: "steady",
-    run: (signal) =>
-      new Promise((resolve) =>
-        signal.addEventListener("abort", () => resolve((stoppedOther = true, undefined)))
-      ),
-  });
-  manager.add({ name: "restart-me", run: () => Promise.resolve() });
+  const other = steady();
+  manager.add(other).add({ name: "restart-me", run: () => Promise.resolve() });
   await manager.run(new AbortController().signal);
-  assert.equal(stoppedOther, true);
+  assert.equal(other.stopped, true);
 });
 
 Deno.test("leader election: leading work that fails steps down, releases the lease and fails the run", async () => {

@@ -4,7 +4,14 @@
 // transport records the requests and the tests assert their paths.
 import assert from "node:assert/strict";
 import { AppsV1Api } from "../../apis/apps/v1/mod.ts";
-import { type ConfigMap, CoreV1Api, type Node, type NodeStatus, type Pod } from "../../apis/core/v1/mod.ts";
+import {
+  type ConfigMap,
+  ConfigMapResource,
+  CoreV1Api,
+  type Node,
+  type NodeStatus,
+  type Pod,
+} from "../../apis/core/v1/mod.ts";
 import { type ClusterBinding, KubeoceanIoV1beta1Api } from "../../apis/kubeocean.io/v1beta1/mod.ts";
 import {
   type ClientConfig,
@@ -13,7 +20,6 @@ import {
   type MergePatch,
   type RequestOptions,
   ResourceClient,
-  type ResourceDescriptor,
   StaticCredentials,
   type Transport,
 } from "../../toolkit/client/mod.ts";
@@ -47,14 +53,6 @@ class RecordingTransport implements Transport {
     return this.requests.splice(0).map((r) => `${r.method} ${r.path}`);
   }
 }
-
-const CONFIGMAPS: ResourceDescriptor = {
-  group: "",
-  version: "v1",
-  kind: "ConfigMap",
-  plural: "configmaps",
-  namespaced: true,
-};
 
 const transport = new RecordingTransport();
 const core = new CoreV1Api(transport);
@@ -108,7 +106,7 @@ const rejected = [
   // @ts-expect-error namespaceOf keeps them too
   () => core.secrets().namespaceOf({ metadata: { namespace: "ns" } }).patchStatus("x", {}, { type: "merge" }),
   // @ts-expect-error a client of a descriptor has no subresources unless named
-  () => client.resource<ConfigMap>(CONFIGMAPS, "ns").patchStatus("x", {}, { type: "merge" }),
+  () => client.resource<ConfigMap>(ConfigMapResource, "ns").patchStatus("x", {}, { type: "merge" }),
   // @ts-expect-error a ConfigMap client is not a client with the status subresource
   () => statusWriter(core.configmaps("ns")),
   // @ts-expect-error a generic client is not one with more subresources
@@ -204,9 +202,9 @@ Deno.test("typed subresources: a client with more subresources is usable as one 
 });
 
 Deno.test("typed subresources: KubeClient.resource names them; generic subresource calls are unchecked", async () => {
-  const configMaps = client.resource<ConfigMap, "status">(CONFIGMAPS, "ns");
+  const configMaps = client.resource<ConfigMap, "status">(ConfigMapResource, "ns");
   await configMaps.patchStatus("x", { data: { a: "1" } }, { type: "merge" });
-  await client.resource<ConfigMap>(CONFIGMAPS, "ns").getSubresource("x", "custom");
+  await client.resource<ConfigMap>(ConfigMapResource, "ns").getSubresource("x", "custom");
   await core.configmaps("ns").createSubresource("x", "custom", { any: "body" });
   assert.deepEqual(transport.take(), [
     "PATCH /api/v1/namespaces/ns/configmaps/x/status",
