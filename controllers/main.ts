@@ -28,6 +28,7 @@ const USAGE = `usage: kubeocean <manager|syncer|proxier|bind|unbind> [flags]
            [--physical-client-qps 300 --physical-client-burst 600] [common flags]
   bind     --kubeconfig COMPUTING --worker-kubeconfig WORKER --name NAME --cluster-id ID --mount-namespace NS
            [--context C] [--worker-context C] [--worker-server URL] [--wait SECONDS]
+           [--pod-security restricted|baseline|privileged] [--allow-metadata-egress]
   unbind   --name NAME [--kubeconfig COMPUTING] [--worker-kubeconfig WORKER]
 
 common flags: --kubeconfig PATH --context NAME --metrics-bind-address :8080 --health-probe-bind-address :8081

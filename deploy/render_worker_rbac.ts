@@ -21,7 +21,11 @@ export const RENDERED_MOUNT_NAMESPACE = "kubeocean-worker";
 export function renderWorkerRbac(mountNamespace = RENDERED_MOUNT_NAMESPACE): string {
   const reasons = WORKER_PERMISSIONS.map((p) => {
     const resource = p.subresource ? `${p.resource}/${p.subresource}` : p.resource;
-    const where = p.scope === "cluster" ? "cluster-wide" : `in ${mountNamespace}`;
+    const where = p.scope === "cluster"
+      ? "cluster-wide"
+      : p.scope === "mount-namespace-object"
+      ? `on namespace ${mountNamespace} only`
+      : `in ${mountNamespace}`;
     return `#   ${resource} [${p.verbs.join(", ")}] ${where}: ${p.reason}`;
   });
   const header = [
@@ -32,6 +36,9 @@ export function renderWorkerRbac(mountNamespace = RENDERED_MOUNT_NAMESPACE): str
     "#   kubectl apply -f deploy/crds/kubeocean.io_resourceleasingpolicies.yaml -f deploy/worker/rbac.yaml",
     "# Every rule and why it is needed:",
     ...reasons,
+    "# The mount namespace enforces Pod Security `baseline` (bind --pod-security chooses), a NetworkPolicy",
+    "# keeps pods from the instance metadata address (bind --allow-metadata-egress opts out), and the",
+    "# ValidatingAdmissionPolicy kubeocean-syncer-persistentvolumes confines the syncer's volume writes.",
   ].join("\n");
   const docs = workerRbacObjects(mountNamespace).map((o) => stringify(o, { lineWidth: 0 }).trimEnd());
   return `${header}\n---\n${docs.join("\n---\n")}\n`;

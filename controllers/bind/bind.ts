@@ -1,11 +1,13 @@
 /**
  * `deno task run bind` and `unbind`: register a worker cluster in one command, and undo it.
  *
- * `bind` creates the mount namespace, the worker ServiceAccount with its least-privilege RBAC,
- * the ResourceLeasingPolicy CRD and the `kubeocean-default` PriorityClass in the worker (using
- * the worker admin's kubeconfig once), mints a kubeconfig for the ServiceAccount, stores it as a
- * Secret in the computing cluster, creates the ClusterBinding, then waits and prints its phase and
- * conditions.
+ * `bind` creates the mount namespace (enforcing a Pod Security level, denying egress to the
+ * instance metadata address, and recording which binding owns it: a second binding is refused),
+ * the worker ServiceAccount with its least-privilege RBAC and the admission policy confining its
+ * volume writes, the ResourceLeasingPolicy CRD and the `kubeocean-default` PriorityClass in the
+ * worker (using the worker admin's kubeconfig once), mints a kubeconfig for the ServiceAccount,
+ * stores it as a Secret in the computing cluster, creates the ClusterBinding, then waits and prints
+ * its phase and conditions.
  *
  * Token kind: a `kubernetes.io/service-account-token` Secret in the mount namespace. Its token
  * does not expire, which suits an agent that runs indefinitely without a second credential to
@@ -31,6 +33,7 @@ import {
   WORKER_SERVICE_ACCOUNT,
   WORKER_TOKEN_SECRET,
 } from "../common/names.ts";
+import { parsePodSecurityLevel, type PodSecurityLevel } from "../common/pod_security.ts";
 import { workerRbacObjects } from "../common/worker_permissions.ts";
 
 const CRDS = new URL("../../deploy/crds/", import.meta.url);
@@ -75,19 +78,66 @@ export interface BindOptions {
   spec?: Partial<ClusterBinding["spec"]>;
   /** How long to wait for the binding to become Ready (0: do not wait). */
   waitMs?: number;
+  /** The Pod Security level the mount namespace enforces (default `baseline`). */
+  podSecurity?: PodSecurityLevel;
+  /** Let pods in the mount namespace reach the instance metadata address (default: denied). */
+  allowMetadataEgress?: boolean;
   log?: (line: string) => void;
+}
+
+/** Annotation on a mount namespace: the computing cluster and binding that own it. */
+export const ANNOTATION_BOUND_BY = "kubeocean.io/bound-by";
+
+/**
+ * Who binds a mount namespace: the computing cluster's identity (the UID of its `kube-system`
+ * namespace, which is unique and stable per cluster) and the binding's name.
+ */
+export async function bindingIdentity(computing: KubeClient, name: string): Promise<string> {
+  const kubeSystem = await new CoreV1Api(computing).namespaces().get("kube-system");
+  return `${kubeSystem.metadata!.uid}/${name}`;
+}
+
+/**
+ * Refuses a mount namespace another binding owns: two bindings sharing one would overwrite each
+ * other's copies and tokens. Returns the owner text to record.
+ */
+async function claimMountNamespace(options: BindOptions): Promise<string> {
+  const owner = await bindingIdentity(options.computing, options.name);
+  const existing = await new CoreV1Api(options.worker).namespaces().get(options.mountNamespace).catch((err) =>
+    isNotFound(err) ? undefined : Promise.reject(err)
+  );
+  const current = existing?.metadata?.annotations?.[ANNOTATION_BOUND_BY];
+  if (current && current !== owner) {
+    throw new Error(
+      `--mount-namespace: namespace ${options.mountNamespace} of the worker is already bound (${ANNOTATION_BOUND_BY}=${current}); choose another mount namespace, or unbind the other binding first`,
+    );
+  }
+  return owner;
 }
 
 /** Registers a worker; returns the binding as last seen. */
 export async function bind(options: BindOptions): Promise<ClusterBinding> {
   const log = options.log ?? ((line: string) => console.error(line));
   const { computing, worker, name, mountNamespace } = options;
+  const owner = await claimMountNamespace(options);
   log(`worker: installing the ResourceLeasingPolicy CRD`);
   await installCrd(worker, "kubeocean.io_resourceleasingpolicies.yaml");
+  const level = options.podSecurity ?? "baseline";
   log(
-    `worker: namespace ${mountNamespace}, ServiceAccount ${WORKER_SERVICE_ACCOUNT} and its RBAC, PriorityClass kubeocean-default`,
+    `worker: namespace ${mountNamespace} (Pod Security ${level}${
+      options.allowMetadataEgress ? "" : ", no egress to the metadata address"
+    }), ServiceAccount ${WORKER_SERVICE_ACCOUNT} and its RBAC, PriorityClass kubeocean-default`,
   );
-  for (const object of workerRbacObjects(mountNamespace)) await applyObject(worker, object);
+  const objects = workerRbacObjects(mountNamespace, {
+    podSecurity: level,
+    allowMetadataEgress: options.allowMetadataEgress,
+  });
+  for (const object of objects) {
+    if (object.kind === "Namespace") {
+      object.metadata!.annotations = { ...object.metadata!.annotations, [ANNOTATION_BOUND_BY]: owner };
+    }
+    await applyObject(worker, object);
+  }
   log(`worker: waiting for the ServiceAccount token`);
   const token = await waitForToken(worker, mountNamespace);
   const kubeconfig = stringify({
@@ -238,12 +288,20 @@ export async function unbind(options: UnbindOptions): Promise<void> {
     log(
       `worker: removing the ServiceAccount ${WORKER_SERVICE_ACCOUNT}, its token and RBAC in ${mountNamespace}`,
     );
+    const shared = [
+      "Namespace",
+      "PriorityClass",
+      "ValidatingAdmissionPolicy",
+      "ValidatingAdmissionPolicyBinding",
+    ];
     for (const object of workerRbacObjects(mountNamespace)) {
-      if (object.kind === "Namespace" || object.kind === "ClusterRole" || object.kind === "PriorityClass") {
-        continue; // shared
-      }
+      if (shared.includes(object.kind!) || object.metadata?.name === "kubeocean:syncer") continue; // shared
       await deleteObject(options.worker, object);
     }
+    // The namespace stays (it may hold the worker owner's own objects), free for another binding.
+    await new CoreV1Api(options.worker).namespaces().patch(mountNamespace, {
+      metadata: { annotations: { [ANNOTATION_BOUND_BY]: null } },
+    }, { type: "merge" }).catch((e) => isNotFound(e) ? undefined : Promise.reject(e));
   }
   log(`unbound ${options.name}`);
 }
@@ -261,12 +319,15 @@ export async function runBind(args: string[]): Promise<void> {
       name: { type: "string" },
       "cluster-id": { type: "string" },
       "mount-namespace": { type: "string" },
+      "pod-security": { type: "string", default: "baseline" },
+      "allow-metadata-egress": { type: "boolean", default: false },
       wait: { type: "string", default: "120" },
     },
   });
   for (const required of ["worker-kubeconfig", "name", "cluster-id", "mount-namespace"] as const) {
     if (!values[required]) throw new Error(`--${required} is required`);
   }
+  const podSecurity = parsePodSecurityLevel(values["pod-security"], "--pod-security");
   const computing = await KubeClient.load({ kubeconfig: values.kubeconfig, context: values.context });
   const worker = await KubeClient.load({
     kubeconfig: values["worker-kubeconfig"],
@@ -281,6 +342,8 @@ export async function runBind(args: string[]): Promise<void> {
       mountNamespace: values["mount-namespace"]!,
       workerServer: values["worker-server"],
       waitMs: Number(values.wait) * 1000,
+      podSecurity,
+      allowMetadataEgress: values["allow-metadata-egress"],
     });
     if (binding.status?.phase !== "Ready") {
       throw new Error(

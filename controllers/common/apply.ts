@@ -5,10 +5,12 @@
  * @module
  */
 
+import * as admission from "../../apis/admissionregistration.k8s.io/v1/mod.ts";
 import * as apps from "../../apis/apps/v1/mod.ts";
 import * as apiextensions from "../../apis/apiextensions.k8s.io/v1/mod.ts";
 import * as core from "../../apis/core/v1/mod.ts";
 import * as kubeocean from "../../apis/kubeocean.io/v1beta1/mod.ts";
+import * as networking from "../../apis/networking.k8s.io/v1/mod.ts";
 import * as rbac from "../../apis/rbac.authorization.k8s.io/v1/mod.ts";
 import * as scheduling from "../../apis/scheduling.k8s.io/v1/mod.ts";
 import type { KubeClient } from "../../toolkit/client/client.ts";
@@ -31,6 +33,9 @@ const DESCRIPTORS: ResourceDescriptor[] = [
   apiextensions.CustomResourceDefinitionResource,
   kubeocean.ClusterBindingResource,
   kubeocean.ResourceLeasingPolicyResource,
+  admission.ValidatingAdmissionPolicyResource,
+  admission.ValidatingAdmissionPolicyBindingResource,
+  networking.NetworkPolicyResource,
 ];
 
 /** The descriptor of `object`'s kind; throws for kinds this module does not know. */

@@ -30,6 +30,9 @@ export const ANNOTATION_PHYSICAL_NODE = "kubeocean.io/physical-node-name";
 /** On a virtual node: the ResourceLeasingPolicy its capacity comes from. */
 export const ANNOTATION_POLICY = "kubeocean.io/policy";
 
+/** Pod condition on a virtual pod the worker refuses to run as it is (e.g. its Pod Security level). */
+export const CONDITION_WORKER_ADMITTED = "kubeocean.io/WorkerAdmitted";
+
 export const FINALIZER_MANAGER = "kubeocean.io/clusterbinding-manager";
 export const FINALIZER_SYNCER = "kubeocean.io/clusterbinding-syncer";
 

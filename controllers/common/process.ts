@@ -76,6 +76,21 @@ export function parseClientLimits(values: Record<string, unknown>, prefix: strin
   return { qps, burst };
 }
 
+/** `--trust-kubeconfig-secrets=true|false` of the manager and the syncer (default false). */
+export const TRUST_OPTION = { "trust-kubeconfig-secrets": { type: "string", default: "false" } } as const;
+
+/**
+ * Reads `--trust-kubeconfig-secrets`: whether kubeconfigs from Secrets may run exec plugins and name
+ * local files. Off by default, since whoever writes such a Secret would run code in Kubeocean.
+ */
+export function parseTrust(values: { "trust-kubeconfig-secrets": string }): boolean {
+  const text = values["trust-kubeconfig-secrets"];
+  if (text !== "true" && text !== "false") {
+    throw new Error(`--trust-kubeconfig-secrets: "${text}" is not true or false`);
+  }
+  return text === "true";
+}
+
 /** Parses `host:port` (`:8080` binds every interface; `0` disables the server). */
 function parseBindAddress(
   value: string,

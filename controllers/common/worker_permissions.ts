@@ -3,26 +3,36 @@
  * that `bind` applies (and `deploy/worker/rbac.yaml` shows), and for the manager's check of the
  * worker credentials.
  *
- * Least privilege: cluster-wide the syncer only reads (nodes, pods, CSINodes, storage classes,
- * persistent volumes, policies). Its only cluster-wide write is the status of
- * ResourceLeasingPolicies, which is how users of the worker cluster see what is leased and when.
- * Every other write stays inside the mount namespace. Nodes are never patched, Secrets outside the
- * mount namespace are never touched, and the `kubeocean-default` PriorityClass is created once by
- * `bind` (with the worker admin's credentials), not by the syncer.
+ * Least privilege: cluster-wide the syncer reads (nodes, pods, CSINodes, storage classes,
+ * persistent volumes, policies) and writes two things: the status of ResourceLeasingPolicies, which
+ * is how users of the worker cluster see what is leased and when, and copies of PersistentVolumes,
+ * which an admission policy confines to Kubeocean's own. Every other write stays inside the mount
+ * namespace, whose Pod Security level the worker's API server enforces on every twin. Nodes are
+ * never patched, Secrets outside the mount namespace are never touched, the `kubeocean-default`
+ * PriorityClass is created once by `bind` (with the worker admin's credentials), and the kubelet
+ * API verbs (pods/log, exec, attach, portforward) are not granted until a proxier uses them.
  *
  * @module
  */
 
 import type { KubeObject } from "../../toolkit/client/resource.ts";
 import { DEFAULT_PRIORITY_CLASS, WORKER_SERVICE_ACCOUNT, WORKER_TOKEN_SECRET } from "./names.ts";
+import {
+  POD_SECURITY_ENFORCE_LABEL,
+  POD_SECURITY_VERSION_LABEL,
+  type PodSecurityLevel,
+} from "./pod_security.ts";
 
-/** One permission: verbs on a resource (optionally a subresource), cluster-wide or in the mount namespace. */
+/**
+ * One permission: verbs on a resource (optionally a subresource), cluster-wide, in the mount
+ * namespace, or on the mount namespace object itself.
+ */
 export interface Permission {
   group: string;
   resource: string;
   subresource?: string;
   verbs: string[];
-  scope: "cluster" | "mount-namespace";
+  scope: "cluster" | "mount-namespace" | "mount-namespace-object";
   /** Why the syncer needs it (shown in the docs and in the missing-permission condition). */
   reason: string;
 }
@@ -63,7 +73,15 @@ export const WORKER_PERMISSIONS: readonly Permission[] = [
     verbs: ["get", "list", "watch", "create", "delete"],
     scope: "cluster",
     reason:
-      "a mirrored claim binds to a volume, which is cluster-scoped: the syncer creates copies (reclaim Retain, pre-bound to a claim in the mount namespace, labelled with the binding) and deletes only those",
+      "a mirrored claim binds to a volume, which is cluster-scoped: the syncer creates copies (reclaim Retain, pre-bound to a claim in the mount namespace, labelled as Kubeocean's) and deletes only those; the admission policy kubeocean-syncer-persistentvolumes refuses any other write, and hostPath or local volumes",
+  },
+  {
+    group: "",
+    resource: "namespaces",
+    verbs: ["get", "list", "watch"],
+    scope: "mount-namespace-object",
+    reason:
+      "the Pod Security level the worker enforces on the mount namespace, checked before a twin is created (this one namespace only)",
   },
   {
     group: "kubeocean.io",
@@ -96,38 +114,6 @@ export const WORKER_PERMISSIONS: readonly Permission[] = [
   },
   {
     group: "",
-    resource: "pods",
-    subresource: "log",
-    verbs: ["get"],
-    scope: "mount-namespace",
-    reason: "kubectl logs",
-  },
-  {
-    group: "",
-    resource: "pods",
-    subresource: "exec",
-    verbs: ["get", "create"],
-    scope: "mount-namespace",
-    reason: "kubectl exec",
-  },
-  {
-    group: "",
-    resource: "pods",
-    subresource: "attach",
-    verbs: ["get", "create"],
-    scope: "mount-namespace",
-    reason: "kubectl attach",
-  },
-  {
-    group: "",
-    resource: "pods",
-    subresource: "portforward",
-    verbs: ["get", "create"],
-    scope: "mount-namespace",
-    reason: "kubectl port-forward",
-  },
-  {
-    group: "",
     resource: "configmaps",
     verbs: ["get", "list", "watch", "create", "update", "patch", "delete"],
     scope: "mount-namespace",
@@ -156,18 +142,43 @@ export const WORKER_PERMISSIONS: readonly Permission[] = [
   },
 ];
 
+/** What the worker's owner chose when binding. */
+export interface WorkerPolicy {
+  /** The Pod Security level enforced on the mount namespace (default `baseline`). */
+  podSecurity?: PodSecurityLevel;
+  /** Let pods reach the link-local metadata address 169.254.169.254 (default: denied). */
+  allowMetadataEgress?: boolean;
+}
+
+/** The link-local address cloud providers serve instance metadata (and credentials) on. */
+export const METADATA_ADDRESS = "169.254.169.254/32";
+
+/** The cluster-wide admission policy confining the syncers' PersistentVolume writes. */
+export const PV_POLICY_NAME = "kubeocean-syncer-persistentvolumes";
+
 /** The worker objects `bind` applies for a mount namespace, in apply order. */
-export function workerRbacObjects(mountNamespace: string): KubeObject[] {
-  const clusterRules = WORKER_PERMISSIONS.filter((p) => p.scope === "cluster");
-  const namespaceRules = WORKER_PERMISSIONS.filter((p) => p.scope === "mount-namespace");
+export function workerRbacObjects(mountNamespace: string, policy: WorkerPolicy = {}): KubeObject[] {
   const rule = (p: Permission) => ({
     apiGroups: [p.group],
     resources: [p.subresource ? `${p.resource}/${p.subresource}` : p.resource],
     verbs: p.verbs,
+    ...(p.scope === "mount-namespace-object" ? { resourceNames: [mountNamespace] } : {}),
   });
+  const rules = (scope: Permission["scope"]) => WORKER_PERMISSIONS.filter((p) => p.scope === scope).map(rule);
   const labels = { "app.kubernetes.io/part-of": "kubeocean", "app.kubernetes.io/component": "worker-rbac" };
-  return [
-    { apiVersion: "v1", kind: "Namespace", metadata: { name: mountNamespace, labels } },
+  const level = policy.podSecurity ?? "baseline";
+  const subjects = [{ kind: "ServiceAccount", name: WORKER_SERVICE_ACCOUNT, namespace: mountNamespace }];
+  const roleRef = (kind: string, name: string) => ({ apiGroup: "rbac.authorization.k8s.io", kind, name });
+  const objects: KubeObject[] = [
+    {
+      apiVersion: "v1",
+      kind: "Namespace",
+      metadata: {
+        name: mountNamespace,
+        // The worker's own API server refuses twins above this level, whatever a syncer does.
+        labels: { ...labels, [POD_SECURITY_ENFORCE_LABEL]: level, [POD_SECURITY_VERSION_LABEL]: "latest" },
+      },
+    },
     {
       apiVersion: "v1",
       kind: "ServiceAccount",
@@ -188,28 +199,42 @@ export function workerRbacObjects(mountNamespace: string): KubeObject[] {
       apiVersion: "rbac.authorization.k8s.io/v1",
       kind: "ClusterRole",
       metadata: { name: "kubeocean:syncer", labels },
-      rules: clusterRules.map(rule),
+      rules: rules("cluster"),
     } as KubeObject,
     {
       apiVersion: "rbac.authorization.k8s.io/v1",
       kind: "ClusterRoleBinding",
       metadata: { name: `kubeocean:syncer:${mountNamespace}`, labels },
-      roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: "kubeocean:syncer" },
-      subjects: [{ kind: "ServiceAccount", name: WORKER_SERVICE_ACCOUNT, namespace: mountNamespace }],
+      roleRef: roleRef("ClusterRole", "kubeocean:syncer"),
+      subjects,
+    } as KubeObject,
+    {
+      apiVersion: "rbac.authorization.k8s.io/v1",
+      kind: "ClusterRole",
+      metadata: { name: `kubeocean:syncer-namespace:${mountNamespace}`, labels },
+      rules: rules("mount-namespace-object"),
+    } as KubeObject,
+    {
+      apiVersion: "rbac.authorization.k8s.io/v1",
+      kind: "ClusterRoleBinding",
+      metadata: { name: `kubeocean:syncer-namespace:${mountNamespace}`, labels },
+      roleRef: roleRef("ClusterRole", `kubeocean:syncer-namespace:${mountNamespace}`),
+      subjects,
     } as KubeObject,
     {
       apiVersion: "rbac.authorization.k8s.io/v1",
       kind: "Role",
       metadata: { name: "kubeocean:syncer", namespace: mountNamespace, labels },
-      rules: namespaceRules.map(rule),
+      rules: rules("mount-namespace"),
     } as KubeObject,
     {
       apiVersion: "rbac.authorization.k8s.io/v1",
       kind: "RoleBinding",
       metadata: { name: "kubeocean:syncer", namespace: mountNamespace, labels },
-      roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name: "kubeocean:syncer" },
-      subjects: [{ kind: "ServiceAccount", name: WORKER_SERVICE_ACCOUNT, namespace: mountNamespace }],
+      roleRef: roleRef("Role", "kubeocean:syncer"),
+      subjects,
     } as KubeObject,
+    ...persistentVolumePolicy(labels),
     {
       apiVersion: "scheduling.k8s.io/v1",
       kind: "PriorityClass",
@@ -218,6 +243,82 @@ export function workerRbacObjects(mountNamespace: string): KubeObject[] {
       globalDefault: false,
       preemptionPolicy: "Never",
       description: "Pods Kubeocean runs on leased capacity: they give way to the worker cluster's own pods.",
+    } as KubeObject,
+  ];
+  if (!policy.allowMetadataEgress) {
+    objects.push({
+      apiVersion: "networking.k8s.io/v1",
+      kind: "NetworkPolicy",
+      metadata: { name: "kubeocean-deny-metadata", namespace: mountNamespace, labels },
+      // Every destination but the instance metadata address (where a cloud hands out node credentials).
+      spec: {
+        podSelector: {},
+        policyTypes: ["Egress"],
+        egress: [{
+          to: [{ ipBlock: { cidr: "0.0.0.0/0", except: [METADATA_ADDRESS] } }, { ipBlock: { cidr: "::/0" } }],
+        }],
+      },
+    } as KubeObject);
+  }
+  return objects;
+}
+
+/**
+ * A ValidatingAdmissionPolicy (and its binding) that lets a syncer ServiceAccount
+ * (`system:serviceaccount:<mount namespace>:kubeocean-syncer`) write only PersistentVolumes labelled
+ * as Kubeocean's and claimed from its own mount namespace, never hostPath or local ones: RBAC cannot
+ * narrow a cluster-scoped resource by label.
+ */
+function persistentVolumePolicy(labels: Record<string, string>): KubeObject[] {
+  return [
+    {
+      apiVersion: "admissionregistration.k8s.io/v1",
+      kind: "ValidatingAdmissionPolicy",
+      metadata: { name: PV_POLICY_NAME, labels },
+      spec: {
+        failurePolicy: "Fail",
+        matchConstraints: {
+          resourceRules: [{
+            apiGroups: [""],
+            apiVersions: ["v1"],
+            operations: ["CREATE", "UPDATE", "DELETE"],
+            resources: ["persistentvolumes"],
+          }],
+        },
+        matchConditions: [{
+          name: "kubeocean-syncer",
+          expression:
+            `request.userInfo.username.startsWith('system:serviceaccount:') && request.userInfo.username.endsWith(':${WORKER_SERVICE_ACCOUNT}')`,
+        }],
+        variables: [
+          { name: "mountNamespace", expression: "request.userInfo.username.split(':')[2]" },
+          { name: "volume", expression: "request.operation == 'DELETE' ? oldObject : object" },
+        ],
+        validations: [
+          {
+            expression:
+              "has(variables.volume.metadata.labels) && 'kubeocean.io/managed-by' in variables.volume.metadata.labels && variables.volume.metadata.labels['kubeocean.io/managed-by'] == 'kubeocean'",
+            message:
+              "the Kubeocean syncer writes only PersistentVolumes labelled kubeocean.io/managed-by=kubeocean",
+          },
+          {
+            expression:
+              "has(variables.volume.spec.claimRef) && variables.volume.spec.claimRef.namespace == variables.mountNamespace",
+            message:
+              "the Kubeocean syncer writes only PersistentVolumes claimed from its own mount namespace",
+          },
+          {
+            expression: "!has(variables.volume.spec.hostPath) && !has(variables.volume.spec.local)",
+            message: "the Kubeocean syncer never writes hostPath or local PersistentVolumes",
+          },
+        ],
+      },
+    } as KubeObject,
+    {
+      apiVersion: "admissionregistration.k8s.io/v1",
+      kind: "ValidatingAdmissionPolicyBinding",
+      metadata: { name: PV_POLICY_NAME, labels },
+      spec: { policyName: PV_POLICY_NAME, validationActions: ["Deny"] },
     } as KubeObject,
   ];
 }

@@ -23,7 +23,12 @@ import { EventRecorder } from "../../toolkit/runtime/events.ts";
 import { Logger } from "../../toolkit/runtime/log.ts";
 import { Manager } from "../../toolkit/runtime/manager.ts";
 import { applyObject } from "../common/apply.ts";
-import { LABEL_CLUSTER_BINDING, LABEL_MANAGED_BY, MANAGED_BY_VALUE } from "../common/names.ts";
+import {
+  LABEL_CLUSTER_BINDING,
+  LABEL_MANAGED_BY,
+  MANAGED_BY_VALUE,
+  SYSTEM_NAMESPACE,
+} from "../common/names.ts";
 import { bind, installCrd } from "../bind/bind.ts";
 import { clusterBindingController } from "../manager/clusterbinding_controller.ts";
 import { EmbeddedRunner } from "../manager/embedded_runner.ts";
@@ -99,7 +104,13 @@ try {
   runner = new EmbeddedRunner({ virtual: computing, log, registry: metrics.runtime.registry });
   const recorder = new EventRecorder(computing.transport, { controller: "kubeocean.io/manager", log });
   const manager = new Manager({ name: "manager", logger: log, metrics: metrics.runtime });
-  clusterBindingController(manager, { client: computing, runner, recorder, metrics });
+  clusterBindingController(manager, {
+    client: computing,
+    runner,
+    recorder,
+    metrics,
+    namespace: SYSTEM_NAMESPACE,
+  });
   controllerRun = manager.run(stop.signal);
 
   say("Binding worker1 and worker2 (namespace, RBAC, token, kubeconfig Secret, ClusterBinding) …");

@@ -39,6 +39,10 @@ export interface ClusterBindingControllerOptions {
   metrics?: ManagerMetrics;
   /** How often a Ready binding's worker access is re-checked (default 5 min). */
   recheckMs?: number;
+  /** The manager's namespace: kubeconfig Secrets must live here (the only Secrets it may read). */
+  namespace: string;
+  /** Let kubeconfig Secrets run exec plugins and name local files (default false: data only). */
+  trustKubeconfigSecrets?: boolean;
 }
 
 const ACCESS_CACHE_MS = 60_000;
@@ -51,7 +55,7 @@ export function clusterBindingController(
   const { client, runner, recorder } = options;
   const log = manager.log;
   const bindings = new KubeoceanIoV1beta1Api(client).clusterbindings();
-  const secrets = new CoreV1Api(client).secrets();
+  const secrets = new CoreV1Api(client).secrets(options.namespace);
   const now = () => manager.clock.now();
   const recheckMs = options.recheckMs ?? 5 * 60_000;
   const accessChecks = new Map<
@@ -100,7 +104,8 @@ export function clusterBindingController(
   async function readSecret(binding: ClusterBinding): Promise<Secret | undefined> {
     const ref = binding.spec!.secretRef;
     try {
-      return await secrets.namespace(ref.namespace).get(ref.name);
+      if (ref.namespace !== options.namespace) return undefined; // refused by validation before
+      return await secrets.get(ref.name);
     } catch (err) {
       if (isNotFound(err)) return undefined;
       throw err;
@@ -136,6 +141,17 @@ export function clusterBindingController(
       await writeStatus(binding, conditions, "Failed");
       return Action.requeueAfter(60_000);
     }
+    const secretNamespace = binding.spec!.secretRef.namespace;
+    if (secretNamespace !== options.namespace) {
+      set(
+        "Validated",
+        false,
+        "SecretNamespaceNotAllowed",
+        `spec.secretRef.namespace: "${secretNamespace}" is not the manager's namespace "${options.namespace}", the only one whose Secrets it reads`,
+      );
+      await writeStatus(binding, conditions, "Failed");
+      return Action.requeueAfter(60_000);
+    }
     set("Validated", true, "Valid", "spec is valid");
 
     // The kubeconfig Secret, connectivity and permissions (cached briefly; re-checked on changes).
@@ -151,7 +167,7 @@ export function clusterBindingController(
       if (cached && cached.key === key && now().getTime() - cached.at < maxAge) {
         problem = cached.problem as typeof problem;
       } else {
-        const worker = await workerClient(binding, kubeconfig);
+        const worker = await workerClient(binding, kubeconfig, { trusted: options.trustKubeconfigSecrets });
         if ("condition" in worker) {
           problem = worker;
         } else {

@@ -1,8 +1,9 @@
 /**
- * `--syncer-mode=deployment` (the in-cluster default): for each binding the manager renders a
- * ServiceAccount, a ClusterRoleBinding, the syncer Deployment and the proxier Deployment and
- * Service from templates — built-in defaults, overridable per key by the ConfigMap
- * `kubeocean-templates` in the manager's namespace — all owned by the ClusterBinding. The pod
+ * `--syncer-mode=deployment` (the in-cluster default): for each binding the manager renders the
+ * syncer Deployment and the proxier Deployment and Service from templates — built-in defaults,
+ * overridable per key by the ConfigMap `kubeocean-templates` in the manager's namespace — all owned
+ * by the ClusterBinding. Syncers run as the ServiceAccount `kubeocean-syncer` that
+ * `deploy/manager/rbac.yaml` ships with its bindings: the manager grants no permission at run time. The pod
  * templates carry a hash of the kubeconfig, so rotating the Secret rolls the Deployments. The
  * syncer is ready once its Deployment has an available replica.
  *
@@ -38,6 +39,8 @@ export interface TemplateData {
   KubeconfigHash: string;
   SecretName: string;
   SecretNamespace: string;
+  /** `true` when the manager trusts kubeconfig Secrets to run programs and read files. */
+  TrustKubeconfigSecrets: string;
 }
 
 /** The ConfigMap whose keys override the built-in templates. */
@@ -55,29 +58,6 @@ function commonLabels(indent: number): string {
 
 /** The built-in templates, by ConfigMap key. */
 export const DEFAULT_TEMPLATES: Record<string, string> = {
-  "syncer-serviceaccount.yaml": `apiVersion: v1
-kind: ServiceAccount
-metadata:
-  name: "{{ .ServiceAccountName }}"
-  namespace: "{{ .Namespace }}"
-  labels:
-    ${commonLabels(4)}
-`,
-  "syncer-clusterrolebinding.yaml": `apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata:
-  name: "kubeocean:syncer:{{ .ClusterID }}"
-  labels:
-    ${commonLabels(4)}
-roleRef:
-  apiGroup: rbac.authorization.k8s.io
-  kind: ClusterRole
-  name: "kubeocean:computing-syncer"
-subjects:
-  - kind: ServiceAccount
-    name: "{{ .ServiceAccountName }}"
-    namespace: "{{ .Namespace }}"
-`,
   "syncer-deployment.yaml": `apiVersion: apps/v1
 kind: Deployment
 metadata:
@@ -110,6 +90,7 @@ spec:
           args:
             - syncer
             - --cluster-binding={{ .BindingName }}
+            - --trust-kubeconfig-secrets={{ .TrustKubeconfigSecrets }}
             - --leader-elect=true
             - --metrics-bind-address=:8080
             - --health-probe-bind-address=:8081
@@ -195,7 +176,12 @@ export interface DeploymentRunnerOptions {
   namespace: string;
   image: string;
   log: Logger;
+  /** Let syncers run exec plugins and read files a kubeconfig Secret names (default false). */
+  trustKubeconfigSecrets?: boolean;
 }
+
+/** The ServiceAccount every rendered syncer runs as (shipped in deploy/manager/rbac.yaml). */
+export const SYNCER_SERVICE_ACCOUNT = "kubeocean-syncer";
 
 /** Renders per-binding Deployments. */
 export class DeploymentRunner implements SyncerRunner {
@@ -251,12 +237,13 @@ export class DeploymentRunner implements SyncerRunner {
       ClusterID: clusterID,
       Namespace: this.options.namespace,
       Image: this.options.image,
-      ServiceAccountName: `kubeocean-syncer-${clusterID}`,
+      ServiceAccountName: SYNCER_SERVICE_ACCOUNT,
       SyncerName: `kubeocean-syncer-${clusterID}`,
       ProxierName: `kubeocean-proxier-${clusterID}`,
       KubeconfigHash: kubeconfigHash,
       SecretName: binding.spec!.secretRef.name,
       SecretNamespace: binding.spec!.secretRef.namespace,
+      TrustKubeconfigSecrets: String(this.options.trustKubeconfigSecrets ?? false),
     };
     const owner = {
       apiVersion: "kubeocean.io/v1beta1",

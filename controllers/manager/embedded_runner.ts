@@ -35,6 +35,8 @@ export interface EmbeddedRunnerOptions {
   proxier?: ProxierEndpoint;
   clock?: Clock;
   resyncMs?: number;
+  /** Let kubeconfig Secrets run exec plugins and name local files (default false: data only). */
+  trustKubeconfigSecrets?: boolean;
 }
 
 /** Runs syncers in-process. */
@@ -86,7 +88,10 @@ export class EmbeddedRunner implements SyncerRunner {
       running = undefined;
     }
     if (!running) {
-      const config = await loadKubeconfigText(kubeconfig, { source: `ClusterBinding ${name} kubeconfig` });
+      const config = await loadKubeconfigText(kubeconfig, {
+        source: `ClusterBinding ${name} kubeconfig`,
+        dataOnly: !this.options.trustKubeconfigSecrets,
+      });
       const physical = KubeClient.fromConfig(config, {
         ...DEFAULT_CLIENT_LIMITS,
         observer: this.options.runtimeMetrics?.requestObserver(new URL(config.server).host),

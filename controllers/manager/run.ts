@@ -15,7 +15,9 @@ import {
   DEFAULT_CLIENT_LIMITS,
   makeLogger,
   parseClientLimits,
+  parseTrust,
   processManager,
+  TRUST_OPTION,
 } from "../common/process.ts";
 import { SYSTEM_NAMESPACE } from "../common/names.ts";
 import { clusterBindingController } from "./clusterbinding_controller.ts";
@@ -40,12 +42,14 @@ export async function runManager(args: string[]): Promise<void> {
       "proxier-address": { type: "string", default: "127.0.0.1" },
       "proxier-port": { type: "string", default: "10250" },
       "resync-period": { type: "string", default: "300" },
+      ...TRUST_OPTION,
       ...clientLimitOptions("kube-client", DEFAULT_CLIENT_LIMITS),
     },
   });
   const flags: CommonFlags = values;
   const log = makeLogger(flags, "manager");
   const clientLimits = parseClientLimits(values, "kube-client");
+  const trustKubeconfigSecrets = parseTrust(values);
   const mode = values["syncer-mode"];
   if (mode !== "deployment" && mode !== "embedded") {
     throw new Error(`--syncer-mode: "${mode}" is not deployment or embedded`);
@@ -73,9 +77,23 @@ export async function runManager(args: string[]): Promise<void> {
       runtimeMetrics: metrics.runtime,
       proxier: { address: values["proxier-address"], port: Number(values["proxier-port"]) },
       resyncMs: Number(values["resync-period"]) * 1000,
+      trustKubeconfigSecrets,
     })
-    : new DeploymentRunner({ client: observed, namespace: values.namespace, image: values.image, log });
-  clusterBindingController(manager, { client: observed, runner, recorder, metrics });
+    : new DeploymentRunner({
+      client: observed,
+      namespace: values.namespace,
+      image: values.image,
+      log,
+      trustKubeconfigSecrets,
+    });
+  clusterBindingController(manager, {
+    client: observed,
+    runner,
+    recorder,
+    metrics,
+    namespace: values.namespace,
+    trustKubeconfigSecrets,
+  });
   log.info("manager starting", { mode, namespace: values.namespace, server: client.config.server });
   try {
     await manager.run(Manager.shutdownSignal(log));

@@ -9,7 +9,7 @@
 import type { Secret } from "../../apis/core/v1/mod.ts";
 import type { ClusterBinding } from "../../apis/kubeocean.io/v1beta1/mod.ts";
 import { KubeClient } from "../../toolkit/client/client.ts";
-import { loadKubeconfigText } from "../../toolkit/client/kubeconfig.ts";
+import { loadKubeconfigText, UntrustedKubeconfigError } from "../../toolkit/client/kubeconfig.ts";
 import type { KubeObject } from "../../toolkit/client/resource.ts";
 import { KUBECONFIG_KEY } from "../common/names.ts";
 import { type Permission, WORKER_PERMISSIONS } from "../common/worker_permissions.ts";
@@ -62,17 +62,25 @@ export function kubeconfigFromSecret(
   }
 }
 
-/** A client for the worker cluster from kubeconfig text, or the problem with it. */
+/**
+ * A client for the worker cluster from kubeconfig text, or the problem with it. The text is data:
+ * unless `trusted`, a kubeconfig that would run a program or read a local file is refused.
+ */
 export async function workerClient(
   binding: ClusterBinding,
   kubeconfig: string,
+  options: { trusted?: boolean } = {},
 ): Promise<KubeClient | AccessProblem> {
   const ref = `${binding.spec?.secretRef.namespace}/${binding.spec?.secretRef.name}`;
   try {
-    const config = await loadKubeconfigText(kubeconfig, { source: `Secret ${ref}` });
+    const config = await loadKubeconfigText(kubeconfig, {
+      source: `Secret ${ref}`,
+      dataOnly: !options.trusted,
+    });
     return KubeClient.fromConfig(config, { timeoutMs: 10_000, maxRetries: 1, qps: 100, burst: 200 });
   } catch (err) {
-    return { condition: "Connected", reason: "KubeconfigInvalid", message: (err as Error).message };
+    const reason = err instanceof UntrustedKubeconfigError ? "KubeconfigRefused" : "KubeconfigInvalid";
+    return { condition: "Connected", reason, message: (err as Error).message };
   }
 }
 
@@ -81,9 +89,12 @@ function describePermission(p: Permission, verb: string, mountNamespace: string)
   const resource = `${p.group ? `${p.resource}.${p.group}` : p.resource}${
     p.subresource ? `/${p.subresource}` : ""
   }`;
-  return `${verb} ${resource}${
-    p.scope === "mount-namespace" ? ` in namespace ${mountNamespace}` : " (cluster-wide)"
-  }`;
+  const where = p.scope === "mount-namespace"
+    ? ` in namespace ${mountNamespace}`
+    : p.scope === "mount-namespace-object"
+    ? ` ${mountNamespace}`
+    : " (cluster-wide)";
+  return `${verb} ${resource}${where}`;
 }
 
 interface SelfSubjectAccessReview extends KubeObject {
@@ -127,6 +138,7 @@ export async function checkWorkerAccess(
             ...(p.subresource ? { subresource: p.subresource } : {}),
             verb,
             ...(p.scope === "mount-namespace" ? { namespace: mountNamespace } : {}),
+            ...(p.scope === "mount-namespace-object" ? { name: mountNamespace } : {}),
           },
         },
       });

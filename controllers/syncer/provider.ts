@@ -51,6 +51,17 @@ export type CreateTwinResult =
     dropped: string[];
   }
   | {
+    /**
+     * The backend will not run this pod as it is (e.g. the worker's Pod Security level): nothing
+     * was created, and trying again without a change to the pod would not help.
+     */
+    kind: "refused";
+    /** CamelCase reason, e.g. `PodSecurity`. */
+    reason: string;
+    /** What was refused and why, naming the fields. */
+    message: string;
+  }
+  | {
     /** The pod must wait (like a kubelet waiting for a volume); nothing was created. */
     kind: "waiting";
     /** CamelCase reason of the Warning Event, e.g. `WaitingForVolume`. */

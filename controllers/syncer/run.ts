@@ -25,7 +25,9 @@ import {
   DEFAULT_CLIENT_LIMITS,
   makeLogger,
   parseClientLimits,
+  parseTrust,
   processManager,
+  TRUST_OPTION,
 } from "../common/process.ts";
 import type { ProxierEndpoint } from "./context.ts";
 import { Syncer } from "./syncer.ts";
@@ -45,6 +47,7 @@ export async function runSyncer(args: string[]): Promise<void> {
       "proxier-port": { type: "string", default: "10250" },
       ...clientLimitOptions("virtual-client", DEFAULT_CLIENT_LIMITS),
       ...clientLimitOptions("physical-client", DEFAULT_CLIENT_LIMITS),
+      ...TRUST_OPTION,
     },
   });
   const name = values["cluster-binding"];
@@ -73,6 +76,7 @@ export async function runSyncer(args: string[]): Promise<void> {
       physicalLimits,
       proxier: { address: values["proxier-address"], port: Number(values["proxier-port"]) },
       log,
+      trusted: parseTrust(values),
     }),
   );
   try {
@@ -92,7 +96,14 @@ class SyncerProcess {
   constructor(
     readonly manager: Manager,
     readonly virtual: KubeClient,
-    readonly options: { name: string; physicalLimits: ClientLimits; proxier: ProxierEndpoint; log: Logger },
+    readonly options: {
+      name: string;
+      physicalLimits: ClientLimits;
+      proxier: ProxierEndpoint;
+      log: Logger;
+      /** Whether the kubeconfig Secret may run programs and name files. */
+      trusted: boolean;
+    },
   ) {}
 
   async run(leading: AbortSignal): Promise<void> {

@@ -86,7 +86,7 @@ envTest(
     try {
       await t.step("kubectl apply: CRDs and deploy/manager in the computing cluster", async () => {
         await kubectl(computing, ["apply", "--server-side", "-f", new URL("deploy/crds/", ROOT).pathname]);
-        for (const file of ["namespace", "rbac", "service", "deployment"]) {
+        for (const file of ["namespace", "rbac", "admission-policies", "service", "deployment"]) {
           await kubectl(computing, ["apply", "-f", new URL(`deploy/manager/${file}.yaml`, ROOT).pathname]);
         }
         await kubectl(computing, ["get", "clusterrole", "kubeocean:manager", "kubeocean:computing-syncer"]);
@@ -203,14 +203,19 @@ spec:
             rendered.items.some((d) => d.metadata?.name?.includes("syncer")),
             "syncer Deployment rendered",
           );
+          // The syncer's identity and its bindings are shipped, not granted by the manager at run time.
+          assert.ok(
+            rendered.items.every((d) => d.spec?.template?.spec?.serviceAccountName === "kubeocean-syncer"),
+            "rendered syncers run as the shipped ServiceAccount",
+          );
           const crb = await kubectl(computing, [
             "get",
             "clusterrolebinding",
-            "kubeocean:syncer:w1",
+            "kubeocean:syncer",
             "-o",
             "name",
           ]);
-          assert.match(crb, /kubeocean:syncer:w1/);
+          assert.match(crb, /kubeocean:syncer/);
           const ready = await fetch(`http://127.0.0.1:${health}/readyz`);
           assert.equal(ready.status, 200, await ready.text());
           const events = await new CoreV1Api(admin).events("default").list({

@@ -10,6 +10,7 @@ import type { ClusterBinding, ResourceLeasingPolicy } from "../../apis/kubeocean
 import { KubeoceanIoV1beta1Api } from "../../apis/kubeocean.io/v1beta1/mod.ts";
 import { CoreV1Api } from "../../apis/core/v1/mod.ts";
 import { bind } from "../../controllers/bind/bind.ts";
+import type { PodSecurityLevel } from "../../controllers/common/pod_security.ts";
 import { kubeconfigFromSecret, workerClient } from "../../controllers/manager/worker_access.ts";
 import { Syncer, type SyncerOptions } from "../../controllers/syncer/syncer.ts";
 import type { KubeClient } from "../../toolkit/client/client.ts";
@@ -35,9 +36,11 @@ export async function bindWorker(
     clusterID: string;
     mountNamespace?: string;
     spec?: Partial<ClusterBinding["spec"]>;
+    podSecurity?: PodSecurityLevel;
   },
 ): Promise<BoundWorker> {
   const binding = await bind({
+    podSecurity: options.podSecurity,
     computing,
     worker,
     name: options.name,

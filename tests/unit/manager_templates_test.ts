@@ -13,12 +13,13 @@ const data: TemplateData = {
   ClusterID: "w1",
   Namespace: "kubeocean-system",
   Image: "ghcr.io/kubeocean/kubeocean:0.1.0",
-  ServiceAccountName: "kubeocean-syncer-w1",
+  ServiceAccountName: "kubeocean-syncer",
   SyncerName: "kubeocean-syncer-w1",
   ProxierName: "kubeocean-proxier-w1",
   KubeconfigHash: "0123456789abcdef",
   SecretName: "worker-1-kubeconfig",
   SecretNamespace: "kubeocean-system",
+  TrustKubeconfigSecrets: "false",
 };
 
 Deno.test("every built-in template renders to one object with the binding's labels", () => {

@@ -100,12 +100,35 @@ Deno.test("twin: identity, labels and annotations; system annotations stay behin
     "kubeocean.io/virtual-namespace": "shop",
   });
   assert.deepEqual(twin.metadata!.annotations, {
-    team: "blue",
     "kubeocean.io/virtual-pod-namespace": "shop",
     "kubeocean.io/virtual-pod-name": "web-1",
     "kubeocean.io/virtual-pod-uid": "uid-1",
     "kubeocean.io/virtual-node-name": "vnode-w1-node-a",
   });
+});
+
+Deno.test("twin: only allowlisted annotations cross; the binding can allow more, by key or prefix", () => {
+  const pod = virtualPod();
+  pod.metadata!.annotations = {
+    ...pod.metadata!.annotations,
+    "kubectl.kubernetes.io/default-container": "app",
+    "prometheus.io/scrape": "true",
+    "container.apparmor.security.beta.kubernetes.io/app": "unconfined",
+    "example.com/owner": "shop",
+  };
+  const annotationsOf = (extra?: string[]) =>
+    Object.keys(
+      buildTwin(pod, { ...context(), binding: { ...context().binding, allowedAnnotations: extra } }).pod
+        .metadata!
+        .annotations!,
+    ).filter((k) => !k.startsWith("kubeocean.io/")).sort();
+  assert.deepEqual(annotationsOf(), ["kubectl.kubernetes.io/default-container", "prometheus.io/scrape"]);
+  assert.deepEqual(annotationsOf(["team", "example.com/*"]), [
+    "example.com/owner",
+    "kubectl.kubernetes.io/default-container",
+    "prometheus.io/scrape",
+    "team",
+  ]);
 });
 
 Deno.test("twin: pinned to the physical node by required affinity; the computing cluster's placement stays behind", () => {

@@ -25,16 +25,23 @@ Deno.test("twin names: deterministic, valid DNS labels, different for a re-creat
   assert.match(long, DNS_LABEL);
 });
 
-Deno.test("mirrored names: one per kind and object; volumes per mount namespace", async () => {
-  const cm = await mirroredName("ConfigMap", "ns", "config");
-  assert.notEqual(cm, await mirroredName("Secret", "ns", "config"));
-  assert.notEqual(cm, await mirroredName("PersistentVolumeClaim", "ns", "config"));
-  assert.equal(cm, await mirroredName("ConfigMap", "ns", "config"));
+Deno.test("mirrored names: one per binding, kind and object; volumes per mount namespace; tokens per pod", async () => {
+  const cm = await mirroredName("worker1", "ConfigMap", "ns", "config");
+  assert.notEqual(cm, await mirroredName("worker1", "Secret", "ns", "config"));
+  assert.notEqual(cm, await mirroredName("worker1", "PersistentVolumeClaim", "ns", "config"));
+  assert.notEqual(
+    cm,
+    await mirroredName("worker2", "ConfigMap", "ns", "config"),
+    "two bindings never share a copy",
+  );
+  assert.equal(cm, await mirroredName("worker1", "ConfigMap", "ns", "config"));
   const pv = await mirroredVolumeName("kubeocean-worker", "pvc-1234");
   assert.match(pv, /^kubeocean-pv-pvc-1234-[0-9a-f]{12}$/);
   assert.notEqual(pv, await mirroredVolumeName("other-mount", "pvc-1234"), "two bindings of one worker");
   assert.ok((await mirroredVolumeName("m", "v".repeat(253))).length < 70);
-  assert.match(await tokenSecretName("ns", "sa"), /^kubeocean-sa-[0-9a-f]{16}$/);
+  const token = await tokenSecretName("worker1", "ns", "pod", "uid-1");
+  assert.match(token, /^kubeocean-sa-[0-9a-f]{16}$/);
+  assert.notEqual(token, await tokenSecretName("worker1", "ns", "pod", "uid-2"), "bound to one incarnation");
 });
 
 Deno.test("dependency keys cover volumes, projected sources, env, envFrom, pull secrets, claims and the token", () => {
@@ -70,7 +77,7 @@ Deno.test("dependency keys cover volumes, projected sources, env, envFrom, pull 
       "ConfigMap/app/init-env",
       "Secret/app/db",
       "Secret/app/registry",
-      "Token/app/runner",
+      "Token/app/p",
       "PersistentVolumeClaim/app/data",
     ]),
   );

@@ -47,5 +47,5 @@ export interface CredentialSource {
 
 /** A configuration problem; the message names the file and the missing or malformed field. */
 export class ConfigError extends Error {
-  override readonly name = "ConfigError";
+  override readonly name: string = "ConfigError";
 }

@@ -76,20 +76,42 @@ function requirePem(text: string, field: string, where: string): string {
   return text;
 }
 
+/** How far a kubeconfig is trusted. */
+interface Trust {
+  env: (name: string) => string | undefined;
+  /** Refuse everything that runs a program or reads a local file (kubeconfigs that are data). */
+  dataOnly: boolean;
+}
+
+/** Thrown for a field a data-only kubeconfig may not use. */
+export class UntrustedKubeconfigError extends ConfigError {
+  override readonly name: string = "UntrustedKubeconfigError";
+}
+
+function refuse(where: string, field: string, why: string): never {
+  throw new UntrustedKubeconfigError(
+    `${where}: ${field} is not allowed in a kubeconfig from a Secret (${why}); use only inline data (certificate-authority-data, client-certificate-data, client-key-data, token)`,
+  );
+}
+
 async function readField(
   entry: Record<string, unknown>,
   fileField: string,
   dataField: string,
   where: string,
   file: string,
-  env: (name: string) => string | undefined,
+  trust: Trust,
 ): Promise<string | undefined> {
+  const path = entry[fileField];
+  if (trust.dataOnly && typeof path === "string" && path) {
+    refuse(where, fileField, "it would read a file of the process that loads it");
+  }
   const data = entry[dataField];
   if (typeof data === "string" && data) {
     return requirePem(decodeBase64(data, dataField, where), dataField, where);
   }
-  const path = entry[fileField];
   if (typeof path === "string" && path) {
+    const env = trust.env;
     const resolved = resolvePath(path, file, env);
     try {
       return requirePem(await Deno.readTextFile(resolved), fileField, where);
@@ -163,8 +185,11 @@ export async function loadKubeconfigFiles(
     env: (name: string) => string | undefined;
     /** Contents by path, for kubeconfigs that are not files (e.g. from a Secret). */
     texts?: Map<string, string>;
+    /** Refuse exec plugins, auth providers, file paths and proxies (kubeconfigs that are data). */
+    dataOnly?: boolean;
   },
 ): Promise<ClientConfig> {
+  const trust: Trust = { env: options.env, dataOnly: options.dataOnly ?? false };
   const merged = await readMerged(paths, options.explicit, options.texts);
   const files = merged.files.join(":");
   const contextName = options.context ?? merged.currentContext?.name;
@@ -197,8 +222,11 @@ export async function loadKubeconfigFiles(
     "certificate-authority-data",
     clusterWhere,
     cluster.file,
-    options.env,
+    trust,
   );
+  if (trust.dataOnly && cluster.value["proxy-url"]) {
+    refuse(clusterWhere, "proxy-url", "it would send the credentials through a proxy the Secret names");
+  }
   const userName = context.value.user;
   const user = userName ? merged.users.get(userName) : undefined;
   if (userName && !user) throw new ConfigError(`${where}: user "${userName}" not found in ${files}`);
@@ -208,7 +236,7 @@ export async function loadKubeconfigFiles(
       "certificate-authority-data": caPem ? btoa(caPem) : undefined,
       "insecure-skip-tls-verify": cluster.value["insecure-skip-tls-verify"],
       "tls-server-name": cluster.value["tls-server-name"],
-    }, options.env)
+    }, trust)
     : new StaticCredentials({});
   return {
     server: server.replace(/\/+$/, ""),
@@ -233,10 +261,16 @@ async function credentialsFor(
     "insecure-skip-tls-verify"?: boolean;
     "tls-server-name"?: string;
   },
-  env: (name: string) => string | undefined,
+  trust: Trust,
 ): Promise<CredentialSource> {
   const where = `kubeconfig ${user.file} (user "${user.name}")`;
   const u = user.value;
+  const env = trust.env;
+  if (trust.dataOnly) {
+    if (u.exec) refuse(where, "exec", "it would run a program inside Kubeocean");
+    if (u["auth-provider"]) refuse(where, "auth-provider", "it would run a provider inside Kubeocean");
+    if (u.tokenFile) refuse(where, "tokenFile", "it would read a file of the process that loads it");
+  }
   if (u.username || u.password) {
     throw new ConfigError(
       `${where}: username/password (basic auth) is not supported; Kubernetes removed it — use a token, a certificate or an exec plugin`,
@@ -255,7 +289,7 @@ async function credentialsFor(
     "client-certificate-data",
     where,
     user.file,
-    env,
+    trust,
   );
   const keyPem = await readField(
     u as Record<string, unknown>,
@@ -263,7 +297,7 @@ async function credentialsFor(
     "client-key-data",
     where,
     user.file,
-    env,
+    trust,
   );
   if (Boolean(certPem) !== Boolean(keyPem)) {
     throw new ConfigError(
@@ -290,16 +324,25 @@ async function credentialsFor(
 
 /**
  * Builds a client configuration from kubeconfig text that is not a file, e.g. the value of a
- * Secret; `source` names it in error messages (e.g. `secret kubeocean-system/worker1`).
+ * Secret; `source` names it in error messages (e.g. `secret kubeocean-system/worker1`). With
+ * `dataOnly`, a kubeconfig that would run a program (exec, auth-provider), read a local file
+ * (tokenFile, certificate or key paths) or use a proxy is refused with an
+ * {@linkcode UntrustedKubeconfigError} naming the field: text someone else wrote is data, not code.
  */
 export async function loadKubeconfigText(
   text: string,
-  options: { source: string; context?: string; env?: (name: string) => string | undefined },
+  options: {
+    source: string;
+    context?: string;
+    env?: (name: string) => string | undefined;
+    dataOnly?: boolean;
+  },
 ): Promise<ClientConfig> {
   return await loadKubeconfigFiles([options.source], {
     context: options.context,
     explicit: true,
     env: options.env ?? ((name) => Deno.env.get(name)),
     texts: new Map([[options.source, text]]),
+    dataOnly: options.dataOnly,
   });
 }

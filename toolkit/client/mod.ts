@@ -7,7 +7,7 @@
  */
 
 export { KubeClient } from "./client.ts";
-export { loadKubeconfigText } from "./kubeconfig.ts";
+export { loadKubeconfigText, UntrustedKubeconfigError } from "./kubeconfig.ts";
 export {
   type ExecClusterInfo,
   type ExecConfig,

@@ -24,8 +24,10 @@ export interface ClusterBindingSpec {
   secretRef: ClusterBindingSpecSecretRef;
   /** Worker nodes that may be leased. Absent or without terms selects every node. */
   nodeSelector?: ClusterBindingSpecNodeSelector;
-  /** Namespace of the worker cluster that receives pods and their ConfigMaps, Secrets and PVCs. */
+  /** Namespace of the worker cluster that receives pods and their ConfigMaps, Secrets and PVCs; cannot be changed (running twins would be stranded). */
   mountNamespace: string;
+  /** Pod annotations carried to worker pods besides the built-in allowlist (see the README); an entry ending in '*' allows every key with that prefix. Other annotations stay behind. */
+  allowedAnnotations?: string[];
   /** Namespaces whose Services workloads may reach (reserved). */
   serviceNamespaces?: string[];
   /** Do not add the kubeocean.io/vnode:NoSchedule taint to virtual nodes. */

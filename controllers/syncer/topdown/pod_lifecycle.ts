@@ -17,6 +17,7 @@
 
 import type { Pod } from "../../../apis/core/v1/mod.ts";
 import type { ClusterBinding } from "../../../apis/kubeocean.io/v1beta1/mod.ts";
+import { rfc3339 } from "../../../toolkit/apimachinery/time.ts";
 import { isConflict, isNotFound } from "../../../toolkit/client/errors.ts";
 import type { ObjectRef } from "../../../toolkit/client/resource.ts";
 import { Action, type Controller, type ReconcileContext } from "../../../toolkit/runtime/controller.ts";
@@ -27,6 +28,7 @@ import {
   ANNOTATION_PHYSICAL_POD_NAMESPACE,
   ANNOTATION_PHYSICAL_POD_UID,
   ANNOTATION_RUNNING_DAEMONSET,
+  CONDITION_WORKER_ADMITTED,
   LABEL_CLUSTER_BINDING,
   twinFinalizer,
 } from "../../common/names.ts";
@@ -196,6 +198,14 @@ export class PodLifecycleController {
       });
       throw err;
     }
+    if (result.kind === "refused") {
+      // Told once, on the pod, naming the fields; a change to the pod (or the resync, in case the
+      // worker's rules changed) brings it back, never a retry storm against the worker.
+      if (!this.#refusalShown(pod, result.message)) {
+        await this.#showRefusal(pod, result.reason, result.message);
+      }
+      return Action.requeueAfter(ctx.config.resyncMs);
+    }
     if (result.kind === "waiting") {
       // Like a kubelet, wait (Pending, with the reason as a Warning) for what the pod needs.
       await ctx.recorder.publish({
@@ -220,6 +230,35 @@ export class PodLifecycleController {
     }
     await this.#mark(pod, result.twin);
     return Action.done();
+  }
+
+  #refusalShown(pod: Pod, message: string): boolean {
+    return pod.status?.conditions?.some((c) =>
+      c.type === CONDITION_WORKER_ADMITTED && c.status === "False" && c.message === message
+    ) ?? false;
+  }
+
+  /** The pod stays Pending: a Warning Event and a condition say what the worker refuses. */
+  async #showRefusal(pod: Pod, reason: string, message: string): Promise<void> {
+    const conditions = (pod.status?.conditions ?? []).filter((c) => c.type !== CONDITION_WORKER_ADMITTED);
+    conditions.push({
+      type: CONDITION_WORKER_ADMITTED,
+      status: "False",
+      reason,
+      message,
+      lastTransitionTime: rfc3339(this.ctx.clock.now()),
+    });
+    await this.ctx.virtual.core.pods(pod.metadata!.namespace!).patchStatus(pod.metadata!.name!, {
+      metadata: { resourceVersion: pod.metadata!.resourceVersion },
+      status: { conditions },
+    }, { type: "merge" }).catch((err) => isNotFound(err) ? undefined : Promise.reject(err));
+    await this.ctx.recorder.publish({
+      regarding: pod,
+      type: "Warning",
+      reason,
+      action: "CreateWorkerPod",
+      note: message,
+    });
   }
 
   /** Deletion: the twin goes first, with the same grace period; then the virtual pod completes. */

@@ -7,10 +7,7 @@
 
 import type { Pod, PodStatus } from "../../../apis/core/v1/mod.ts";
 
-/** Whether the pod reached a terminal phase (which never regresses). */
-export function isTerminal(status: PodStatus | undefined): boolean {
-  return status?.phase === "Succeeded" || status?.phase === "Failed";
-}
+export { isTerminal } from "../pod_phase.ts";
 
 /**
  * The status a virtual pod should show for its twin's `source` status, or undefined when the twin

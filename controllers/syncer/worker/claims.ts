@@ -5,8 +5,9 @@
  * A bound claim is copied into the mount namespace, and its PersistentVolume (cluster-scoped in
  * the worker) with reclaim policy Retain — deleting the copy never touches the storage — pre-bound
  * to the claim's copy; both use the empty storage class, so the worker neither provisions nor
- * re-binds them. CSI Secrets the volume names are mirrored like any Secret, and a local volume
- * pinned to a virtual node is pinned to its physical node. An unbound claim keeps the pod waiting.
+ * re-binds them. CSI Secrets the volume names are mirrored like any Secret. An unbound claim keeps
+ * the pod waiting; a hostPath or local volume is refused (the worker's admission policy would
+ * refuse it too).
  *
  * @module
  */
@@ -46,7 +47,9 @@ export type ClaimMirrorResult =
   /** Something the claim needs does not exist (yet). */
   | { missing: string }
   /** The claim is not bound to a volume yet. */
-  | { unbound: string };
+  | { unbound: string }
+  /** The volume may not be mounted in the worker (hostPath or local: the worker's own disks). */
+  | { refused: string };
 
 /** Mirrors claims with their volumes and releases them. */
 export class ClaimMirror {
@@ -74,7 +77,14 @@ export class ClaimMirror {
     }
     const volume = await virtual.core.persistentvolumes().get(volumeName).catch(ignoreNotFound);
     if (!volume) return { missing: `PersistentVolume ${volumeName} (of claim ${namespace}/${claimName})` };
-    const claimCopy = await mirroredName("PersistentVolumeClaim", namespace, claimName);
+    const hostVolume = volume.spec?.hostPath ? "hostPath" : volume.spec?.local ? "local" : undefined;
+    if (hostVolume) {
+      return {
+        refused:
+          `PersistentVolume ${volumeName} (of claim ${namespace}/${claimName}) is a ${hostVolume} volume (spec.${hostVolume}): a worker never mounts a computing cluster's view of its nodes' disks`,
+      };
+    }
+    const claimCopy = await mirroredName(config.bindingName, "PersistentVolumeClaim", namespace, claimName);
     const volumeCopy = await mirroredVolumeName(config.mountNamespace, volumeName);
     const spec: PersistentVolumeSpec = structuredClone(volume.spec ?? {});
     const secretKeys: string[] = [];
@@ -91,13 +101,6 @@ export class ClaimMirror {
       }
       spec.csi[field] = { name: copy, namespace: config.mountNamespace };
       secretKeys.push(`Secret/${secretNamespace}/${ref.name}`);
-    }
-    // Local volumes pinned to a virtual node are pinned to its physical node in the worker.
-    for (const term of spec.nodeAffinity?.required?.nodeSelectorTerms ?? []) {
-      for (const expression of term.matchExpressions ?? []) {
-        if (expression.key !== "kubernetes.io/hostname") continue;
-        expression.values = expression.values?.map((v) => this.ctx.physicalNodeOf(v) ?? v);
-      }
     }
     const labels = { [LABEL_MANAGED_BY]: MANAGED_BY_VALUE, [LABEL_CLUSTER_BINDING]: config.bindingName };
     const annotations = { [ANNOTATION_VIRTUAL_NAMESPACE]: namespace, [ANNOTATION_VIRTUAL_NAME]: claimName };

@@ -19,7 +19,7 @@ export interface PodDependencies {
   secrets: Map<string, string>;
   /** Virtual claim name → mirrored claim name. */
   claims: Map<string, string>;
-  /** The mirrored token Secret of the pod's ServiceAccount (absent when it mounts none). */
+  /** The token Secret of the pod's ServiceAccount, bound to the pod (absent when it mounts none). */
   tokenSecret?: string;
   /** `Kind/namespace/name` keys of everything used, recorded on the twin. */
   keys: string[];
@@ -27,6 +27,8 @@ export interface PodDependencies {
   missing?: string;
   /** A claim that is not bound yet (the pod stays Pending until it is). */
   unbound?: string;
+  /** A volume the worker will not mount (the pod stays Pending, told why). */
+  refused?: string;
 }
 
 /** Mirrors a pod's dependencies. */
@@ -58,15 +60,20 @@ export class Dependencies {
       const claim = await this.claims.mirror(ns, claimName);
       if ("missing" in claim) result.missing ??= claim.missing;
       else if ("unbound" in claim) result.unbound ??= claim.unbound;
+      else if ("refused" in claim) result.refused ??= claim.refused;
       else {
         result.claims.set(claimName, claim.copy);
         result.keys.push(...claim.secretKeys, `PersistentVolumeClaim/${ns}/${claimName}`);
       }
     }
     if (mountsServiceAccountToken(pod)) {
-      const serviceAccount = pod.spec?.serviceAccountName || "default";
-      result.tokenSecret = await this.tokens.ensure(ns, serviceAccount);
-      result.keys.push(`Token/${ns}/${serviceAccount}`);
+      result.tokenSecret = await this.tokens.ensure({
+        namespace: ns,
+        pod: pod.metadata!.name!,
+        uid: pod.metadata!.uid!,
+        serviceAccount: pod.spec?.serviceAccountName || "default",
+      });
+      result.keys.push(`Token/${ns}/${pod.metadata!.name}`);
     }
     return result;
   }

@@ -3,10 +3,15 @@
  * the twins that use them.
  *
  * A copy is named by {@linkcode mirroredName}, carries `kubeocean.io/virtual-name`/`-namespace`,
- * `kubeocean.io/managed-by` and the binding label; its original is labelled
- * `kubeocean.io/synced-by-<clusterID>` and held by the finalizer `kubeocean.io/finalizer-<clusterID>`
- * while the copy exists, so that a deleted original is noticed before it disappears. Releasing
- * deletes the copy, then removes label and finalizer from the original.
+ * the original's resourceVersion, `kubeocean.io/managed-by` and the binding label; its original is
+ * labelled `kubeocean.io/synced-by-<clusterID>` and held by the finalizer
+ * `kubeocean.io/finalizer-<clusterID>` while the copy exists, so that a deleted original is noticed
+ * before it disappears. Releasing deletes the copy, then removes label and finalizer from the
+ * original.
+ *
+ * ConfigMap originals are watched (a label selector on their cache). Secret originals are only ever
+ * read by name: the syncer holds no permission to list or watch the computing cluster's Secrets, so
+ * their copies are refreshed by polling ({@linkcode SECRET_POLL_MS}).
  *
  * @module
  */
@@ -28,6 +33,7 @@ import {
 } from "../../common/names.ts";
 import type { SyncerContext } from "../context.ts";
 import { mirroredName } from "./naming.ts";
+import { LABEL_SA_TOKEN } from "./tokens.ts";
 
 /** The kinds mirrored as they are. */
 export type MirroredKind = "ConfigMap" | "Secret";
@@ -35,10 +41,24 @@ export type MirroredKind = "ConfigMap" | "Secret";
 /** A ConfigMap or a Secret. */
 export type MirroredObject = ConfigMap | Secret;
 
+/** Annotation on a copy: the resourceVersion of the original it copies. */
+export const ANNOTATION_ORIGINAL_VERSION = "kubeocean.io/original-resource-version";
+
+/** Index of copies by their original (`Kind/namespace/name`). */
+export const BY_ORIGINAL = "byOriginal";
+
+/** How often Secret copies are compared with their originals (read by name, never watched). */
+export const SECRET_POLL_MS = 30_000;
+
+/** The `Kind/namespace/name` of the original a copy was made from. */
+export function originalKeyOf(kind: MirroredKind, copy: MirroredObject): string | undefined {
+  const namespace = copy.metadata?.annotations?.[ANNOTATION_VIRTUAL_NAMESPACE];
+  const name = copy.metadata?.annotations?.[ANNOTATION_VIRTUAL_NAME];
+  return namespace && name ? `${kind}/${namespace}/${name}` : undefined;
+}
+
 /** Copies ConfigMaps and Secrets into the mount namespace and releases them. */
 export class ObjectMirror {
-  /** `Kind/ns/name` → resourceVersion of the original last copied. */
-  readonly #copied = new Map<string, string>();
   readonly #inflight = new SingleFlight<string | undefined>();
 
   constructor(readonly ctx: SyncerContext) {}
@@ -61,23 +81,47 @@ export class ObjectMirror {
     return `${syncedByLabel(this.ctx.config.clusterID)}=true`;
   }
 
-  /** The cache of originals labelled for this worker (the mirror controller's primary cache). */
-  originals(kind: MirroredKind): Store<MirroredObject> {
-    return this.ctx.manager.cache(this.virtualClient(kind), { labelSelector: this.originalsSelector }).store;
+  /** The watched cache of ConfigMap originals labelled for this worker. */
+  configMapOriginals(): Store<ConfigMap> {
+    return this.ctx.manager.cache(this.ctx.virtual.core.configmaps(), {
+      labelSelector: this.originalsSelector,
+    })
+      .store;
+  }
+
+  /** The cache of this binding's copies of `kind`, indexed by original. */
+  copies(kind: MirroredKind): Store<MirroredObject> {
+    return this.ctx.manager.cache(this.physicalClient(kind), {
+      labelSelector: this.copiesSelector(kind),
+      indexers: { [BY_ORIGINAL]: (copy: MirroredObject) => [originalKeyOf(kind, copy) ?? ""] },
+    }).store;
+  }
+
+  /** The label selector of this binding's copies of `kind` (token Secrets have their own controller). */
+  copiesSelector(kind: MirroredKind): string {
+    const selector =
+      `${LABEL_MANAGED_BY}=${MANAGED_BY_VALUE},${LABEL_CLUSTER_BINDING}=${this.ctx.config.bindingName}`;
+    return kind === "Secret" ? `${selector},!${LABEL_SA_TOKEN}` : selector;
   }
 
   /** Copies a virtual ConfigMap or Secret into the mount namespace; undefined when it does not exist. */
   async mirror(kind: MirroredKind, namespace: string, name: string): Promise<string | undefined> {
     const key = `${kind}/${namespace}/${name}`;
-    const cached = this.originals(kind).get({ namespace, name });
-    if (
-      cached && !cached.metadata?.deletionTimestamp &&
-      cached.metadata?.finalizers?.includes(syncedFinalizer(this.ctx.config.clusterID)) &&
-      this.#copied.get(key) === cached.metadata?.resourceVersion
-    ) {
-      return await mirroredName(kind, namespace, name); // already copied, and kept current
-    }
+    const [copy] = this.copies(kind).byIndex(BY_ORIGINAL, key);
+    if (copy && this.#current(kind, namespace, name, copy)) return copy.metadata!.name!; // kept current by the mirror controller
     return await this.#inflight.do(key, () => this.#mirrorNow(kind, namespace, name));
+  }
+
+  /**
+   * Whether a copy can be used as it is: for ConfigMaps, when the watched original is the version
+   * copied; for Secrets (never watched), when it exists (the poll keeps it current).
+   */
+  #current(kind: MirroredKind, namespace: string, name: string, copy: MirroredObject): boolean {
+    if (kind === "Secret") return true;
+    const original = this.configMapOriginals().get({ namespace, name });
+    return !!original && !original.metadata?.deletionTimestamp &&
+      !!original.metadata?.finalizers?.includes(syncedFinalizer(this.ctx.config.clusterID)) &&
+      copy.metadata?.annotations?.[ANNOTATION_ORIGINAL_VERSION] === original.metadata?.resourceVersion;
   }
 
   async #mirrorNow(kind: MirroredKind, namespace: string, name: string): Promise<string | undefined> {
@@ -104,9 +148,14 @@ export class ObjectMirror {
           : [{ op: "add" as const, path: "/metadata/finalizers", value: [finalizer] }]),
       ], { type: "json" });
     }
-    const mirrored = await mirroredName(kind, namespace, name);
+    const mirrored = await mirroredName(this.ctx.config.bindingName, kind, namespace, name);
     await this.writeCopy(kind, source, mirrored);
     return mirrored;
+  }
+
+  /** Whether `copy` already holds this version of `source`. */
+  static holds(copy: MirroredObject | undefined, source: MirroredObject): boolean {
+    return copy?.metadata?.annotations?.[ANNOTATION_ORIGINAL_VERSION] === source.metadata?.resourceVersion;
   }
 
   /** Writes (creates or updates) the copy of `source`. */
@@ -118,6 +167,7 @@ export class ObjectMirror {
       annotations: {
         [ANNOTATION_VIRTUAL_NAME]: source.metadata!.name!,
         [ANNOTATION_VIRTUAL_NAMESPACE]: source.metadata!.namespace!,
+        [ANNOTATION_ORIGINAL_VERSION]: source.metadata!.resourceVersion ?? "",
       },
     };
     const immutable = source.immutable ? { immutable: true } : {};
@@ -144,16 +194,11 @@ export class ObjectMirror {
         throw err;
       }
     }
-    this.#copied.set(
-      `${kind}/${source.metadata!.namespace}/${source.metadata!.name}`,
-      source.metadata!.resourceVersion ?? "",
-    );
   }
 
   /** Deletes the copy, then removes label and finalizer from the virtual original. */
   async release(kind: MirroredKind, namespace: string, name: string, source?: MirroredObject): Promise<void> {
-    const mirrored = await mirroredName(kind, namespace, name);
-    this.#copied.delete(`${kind}/${namespace}/${name}`);
+    const mirrored = await mirroredName(this.ctx.config.bindingName, kind, namespace, name);
     try {
       await this.physicalClient(kind).delete(mirrored);
     } catch (err) {

@@ -7,9 +7,10 @@
  *   adopted by, or collide with, the new pod (fencing by UID). Names are deterministic, so a
  *   restarted syncer finds the twins it created.
  * - A mirrored ConfigMap or Secret: `<namespace>-<name>` (cut to 40) + `-` + 12 hex digits of
- *   SHA-256(`kind/namespace/name`), shared by every pod of that namespace that uses it.
- * - A service-account token Secret: `kubeocean-sa-` + 16 hex digits of
- *   SHA-256(`namespace/serviceaccount`).
+ *   SHA-256(`binding/kind/namespace/name`), shared by every pod of that namespace that uses it; the
+ *   binding is part of the hash, so two bindings never write the same copy.
+ * - A ServiceAccount token Secret, one per virtual pod (the token is bound to that pod):
+ *   `kubeocean-sa-` + 16 hex digits of SHA-256(`binding/namespace/pod/uid`).
  * - A mirrored PersistentVolumeClaim: like ConfigMaps and Secrets, kind `PersistentVolumeClaim`.
  * - Its PersistentVolume (cluster-scoped in the worker): `kubeocean-pv-` + the volume's name (cut to
  *   40) + `-` + 12 hex digits of SHA-256(`mountNamespace/name`), so bindings of one worker with
@@ -42,21 +43,27 @@ export async function twinName(namespace: string, name: string, uid: string): Pr
   return `${prefix(namespace, name)}-${await hex(`${namespace}/${name}/${uid}`, 12)}`;
 }
 
-/** Name of the worker copy of a virtual ConfigMap or Secret. */
+/** Name of a binding's worker copy of a virtual ConfigMap, Secret or claim. */
 export async function mirroredName(
+  binding: string,
   kind: "ConfigMap" | "Secret" | "PersistentVolumeClaim",
   namespace: string,
   name: string,
 ): Promise<string> {
-  return `${prefix(namespace, name)}-${await hex(`${kind}/${namespace}/${name}`, 12)}`;
+  return `${prefix(namespace, name)}-${await hex(`${binding}/${kind}/${namespace}/${name}`, 12)}`;
 }
 
 /** Prefix of every token Secret name. */
 export const TOKEN_SECRET_PREFIX = "kubeocean-sa-";
 
-/** Name of the worker Secret holding a virtual ServiceAccount's token. */
-export async function tokenSecretName(namespace: string, serviceAccount: string): Promise<string> {
-  return `${TOKEN_SECRET_PREFIX}${await hex(`${namespace}/${serviceAccount}`, 16)}`;
+/** Name of the worker Secret holding the ServiceAccount token bound to one virtual pod. */
+export async function tokenSecretName(
+  binding: string,
+  namespace: string,
+  pod: string,
+  uid: string,
+): Promise<string> {
+  return `${TOKEN_SECRET_PREFIX}${await hex(`${binding}/${namespace}/${pod}/${uid}`, 16)}`;
 }
 
 /** Name of the worker copy of a virtual PersistentVolume. */

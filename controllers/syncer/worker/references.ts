@@ -54,7 +54,7 @@ export function collectReferences(pod: Pod): References {
 
 /**
  * The virtual objects a pod depends on, as `ConfigMap/ns/name`, `Secret/ns/name` and
- * `Token/ns/serviceAccount` keys (the keys recorded on twins; also an informer index).
+ * `Token/ns/pod` keys (the keys recorded on twins; also an informer index).
  */
 export function dependencyKeys(pod: Pod): string[] {
   const ns = pod.metadata?.namespace ?? "";
@@ -64,7 +64,7 @@ export function dependencyKeys(pod: Pod): string[] {
     ...[...refs.secrets].map((name) => `Secret/${ns}/${name}`),
   ];
   if (pod.spec?.volumes?.some((v) => v.name.startsWith("kube-api-access-"))) {
-    keys.push(`Token/${ns}/${pod.spec.serviceAccountName || "default"}`);
+    keys.push(`Token/${ns}/${pod.metadata?.name ?? ""}`);
   }
   for (const name of refs.claims) keys.push(`PersistentVolumeClaim/${ns}/${name}`);
   return keys;

@@ -1,8 +1,9 @@
 /**
- * ServiceAccount tokens of the computing cluster for twins that mount one: a TokenRequest token
- * of the virtual pod's ServiceAccount (one hour), with the computing cluster's CA and the
- * namespace, stored as the Secret {@linkcode tokenSecretName} in the mount namespace and renewed
- * at 80 % of its lifetime.
+ * ServiceAccount tokens of the computing cluster for twins that mount one: a TokenRequest token of
+ * the virtual pod's ServiceAccount, **bound to the virtual pod** (`boundObjectRef`, so the API
+ * server stops accepting it once that pod is deleted, as for a kubelet's projected token), valid one
+ * hour, stored with the computing cluster's CA and the namespace as the Secret
+ * {@linkcode tokenSecretName} in the mount namespace, and renewed at 80 % of its lifetime.
  *
  * @module
  */
@@ -13,6 +14,7 @@ import { SingleFlight } from "../../../toolkit/util/mod.ts";
 import {
   ANNOTATION_VIRTUAL_NAME,
   ANNOTATION_VIRTUAL_NAMESPACE,
+  ANNOTATION_VIRTUAL_POD_UID,
   FIELD_MANAGER,
   LABEL_CLUSTER_BINDING,
   LABEL_MANAGED_BY,
@@ -25,12 +27,22 @@ import { tokenSecretName } from "./naming.ts";
 export const LABEL_SA_TOKEN = "kubeocean.io/service-account-token";
 /** Annotation on token Secrets: when the token expires (RFC 3339). */
 export const ANNOTATION_EXPIRES = "kubeocean.io/token-expiration";
+/** Annotation on token Secrets: the ServiceAccount the token is for. */
+export const ANNOTATION_SERVICE_ACCOUNT = "kubeocean.io/service-account";
 /** Lifetime asked for each token. */
 const TOKEN_SECONDS = 3600;
 /** Tokens are renewed once this share of their lifetime is left. */
 const RENEW_AT_REMAINING = 0.2;
 
-/** Keeps token Secrets of virtual ServiceAccounts in the mount namespace. */
+/** The virtual pod a token is for. */
+export interface TokenOwner {
+  namespace: string;
+  pod: string;
+  uid: string;
+  serviceAccount: string;
+}
+
+/** Keeps the token Secrets of virtual pods in the mount namespace. */
 export class TokenMirror {
   /** Token Secret name → when it must be renewed (ms since epoch). */
   readonly #renewAt = new Map<string, number>();
@@ -48,11 +60,21 @@ export class TokenMirror {
     return expiresAt - TOKEN_SECONDS * 1000 * RENEW_AT_REMAINING;
   }
 
-  /** Ensures the token Secret of a virtual ServiceAccount exists and is fresh; returns its name. */
-  async ensure(namespace: string, serviceAccount: string): Promise<string> {
-    const name = await tokenSecretName(namespace, serviceAccount);
+  /** The owner a token Secret records (undefined for a Secret that is not a token Secret). */
+  static ownerOf(secret: Secret): TokenOwner | undefined {
+    const annotations = secret.metadata?.annotations ?? {};
+    const namespace = annotations[ANNOTATION_VIRTUAL_NAMESPACE];
+    const pod = annotations[ANNOTATION_VIRTUAL_NAME];
+    const uid = annotations[ANNOTATION_VIRTUAL_POD_UID];
+    const serviceAccount = annotations[ANNOTATION_SERVICE_ACCOUNT];
+    return namespace && pod && uid && serviceAccount ? { namespace, pod, uid, serviceAccount } : undefined;
+  }
+
+  /** Ensures the token Secret of a virtual pod exists and is fresh; returns its name. */
+  async ensure(owner: TokenOwner): Promise<string> {
+    const name = await tokenSecretName(this.ctx.config.bindingName, owner.namespace, owner.pod, owner.uid);
     if (this.#now() < (this.#renewAt.get(name) ?? 0)) return name;
-    return await this.#inflight.do(`Token/${name}`, () => this.#ensureNow(namespace, serviceAccount, name));
+    return await this.#inflight.do(`Token/${name}`, () => this.#ensureNow(owner, name));
   }
 
   /** Forgets the renewal time of a token Secret (it was deleted). */
@@ -60,7 +82,7 @@ export class TokenMirror {
     this.#renewAt.delete(name);
   }
 
-  async #ensureNow(namespace: string, serviceAccount: string, name: string): Promise<string> {
+  async #ensureNow(owner: TokenOwner, name: string): Promise<string> {
     const { virtual, physical, config } = this.ctx;
     const secrets = physical.core.secrets(config.mountNamespace);
     const existing = await secrets.get(name).catch(ignoreNotFound);
@@ -70,10 +92,13 @@ export class TokenMirror {
       this.#renewAt.set(name, renewAt);
       return name;
     }
-    const request = await virtual.core.serviceaccounts(namespace).createToken(serviceAccount, {
+    const request = await virtual.core.serviceaccounts(owner.namespace).createToken(owner.serviceAccount, {
       expirationSeconds: TOKEN_SECONDS,
+      boundObjectRef: { apiVersion: "v1", kind: "Pod", name: owner.pod, uid: owner.uid },
     });
-    const rootCa = await virtual.core.configmaps(namespace).get("kube-root-ca.crt").catch(ignoreNotFound);
+    const rootCa = await virtual.core.configmaps(owner.namespace).get("kube-root-ca.crt").catch(
+      ignoreNotFound,
+    );
     const body: Secret = {
       apiVersion: "v1",
       kind: "Secret",
@@ -87,15 +112,17 @@ export class TokenMirror {
           [LABEL_SA_TOKEN]: "true",
         },
         annotations: {
-          [ANNOTATION_VIRTUAL_NAMESPACE]: namespace,
-          [ANNOTATION_VIRTUAL_NAME]: serviceAccount,
+          [ANNOTATION_VIRTUAL_NAMESPACE]: owner.namespace,
+          [ANNOTATION_VIRTUAL_NAME]: owner.pod,
+          [ANNOTATION_VIRTUAL_POD_UID]: owner.uid,
+          [ANNOTATION_SERVICE_ACCOUNT]: owner.serviceAccount,
           [ANNOTATION_EXPIRES]: request.status!.expirationTimestamp,
         },
       },
       data: {
         token: base64(request.status!.token),
         "ca.crt": base64(rootCa?.data?.["ca.crt"] ?? ""),
-        namespace: base64(namespace),
+        namespace: base64(owner.namespace),
       },
     };
     try {

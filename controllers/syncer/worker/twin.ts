@@ -7,7 +7,8 @@
  * mapped to its mirrored copy. The virtual ServiceAccount's token is mounted from a mirrored
  * token Secret, and `KUBERNETES_SERVICE_HOST/PORT` point at the computing cluster when the binding
  * says where it is. Downward-API references to `spec.nodeName` read the virtual node's name.
- * What cannot cross clusters is dropped and reported.
+ * Only allowlisted annotations cross ({@linkcode DEFAULT_ALLOWED_ANNOTATIONS} and the binding's
+ * `allowedAnnotations`). What cannot cross clusters is dropped and reported.
  *
  * @module
  */
@@ -182,7 +183,7 @@ export function buildTwin(pod: Pod, ctx: TwinContext): TwinResult {
       namespace: ctx.mountNamespace,
       labels,
       annotations: {
-        ...withoutSystemAnnotations(meta.annotations),
+        ...allowedAnnotations(meta.annotations, ctx.binding.allowedAnnotations),
         [ANNOTATION_VIRTUAL_POD_NAMESPACE]: meta.namespace!,
         [ANNOTATION_VIRTUAL_POD_NAME]: meta.name!,
         [ANNOTATION_VIRTUAL_POD_UID]: meta.uid!,
@@ -213,10 +214,25 @@ function rewriteEnv(e: EnvVar, ctx: TwinContext): EnvVar {
   return e;
 }
 
-function withoutSystemAnnotations(annotations: Record<string, string> | undefined): Record<string, string> {
-  return Object.fromEntries(
-    Object.entries(annotations ?? {}).filter(([k]) =>
-      !k.startsWith("kubeocean.io/") && !k.startsWith("kubectl.kubernetes.io/last-applied")
-    ),
-  );
+/**
+ * Annotations that cross to the worker unless the binding allows more: a tenant's annotations
+ * could otherwise steer the worker's own controllers, admission and runtime (AppArmor, seccomp,
+ * scheduling hints). An entry ending in `*` is a prefix.
+ */
+export const DEFAULT_ALLOWED_ANNOTATIONS: readonly string[] = [
+  "kubectl.kubernetes.io/default-container",
+  "kubectl.kubernetes.io/default-logs-container",
+  "prometheus.io/*",
+];
+
+/** The annotations of `annotations` the allowlist (defaults and the binding's) lets through. */
+export function allowedAnnotations(
+  annotations: Record<string, string> | undefined,
+  extra: readonly string[] = [],
+): Record<string, string> {
+  const allowlist = [...DEFAULT_ALLOWED_ANNOTATIONS, ...extra];
+  const allowed = (key: string) =>
+    !key.startsWith("kubeocean.io/") &&
+    allowlist.some((entry) => entry.endsWith("*") ? key.startsWith(entry.slice(0, -1)) : key === entry);
+  return Object.fromEntries(Object.entries(annotations ?? {}).filter(([key]) => allowed(key)));
 }

@@ -9,8 +9,14 @@
  * @module
  */
 
-import type { Event, Node, Pod } from "../../../apis/core/v1/mod.ts";
-import { ignoreNotFound, isAlreadyExists, isConflict, isNotFound } from "../../../toolkit/client/errors.ts";
+import type { Event, Namespace, Node, Pod } from "../../../apis/core/v1/mod.ts";
+import {
+  ignoreNotFound,
+  isAlreadyExists,
+  isConflict,
+  isForbidden,
+  isNotFound,
+} from "../../../toolkit/client/errors.ts";
 import { type ObjectRef, parseObjectKey } from "../../../toolkit/client/resource.ts";
 import type {
   PortForwardStream,
@@ -18,6 +24,7 @@ import type {
   RemoteCommandSession,
 } from "../../../toolkit/client/pod_client.ts";
 import type { LogOptions } from "../../../toolkit/client/resource_client.ts";
+import type { RequiredCache } from "../../../toolkit/runtime/controller.ts";
 import type { Informer } from "../../../toolkit/runtime/informer.ts";
 import {
   ANNOTATION_DEPENDENCIES,
@@ -28,6 +35,13 @@ import {
   LABEL_MANAGED_BY,
   MANAGED_BY_VALUE,
 } from "../../common/names.ts";
+import {
+  describeViolations,
+  POD_SECURITY_ENFORCE_LABEL,
+  POD_SECURITY_LEVELS,
+  type PodSecurityLevel,
+  podSecurityViolations,
+} from "../../common/pod_security.ts";
 import type { SyncerContext } from "../context.ts";
 import type { CreateTwinResult, PodIdentity, PodProvider, Twin, TwinEvent } from "../provider.ts";
 import { claimController } from "./claim_controller.ts";
@@ -40,7 +54,7 @@ import { twinName } from "./naming.ts";
 import { WorkerStreams } from "./streams.ts";
 import { tokenController } from "./token_controller.ts";
 import { TokenMirror } from "./tokens.ts";
-import { buildTwin } from "./twin.ts";
+import { allowedAnnotations, buildTwin } from "./twin.ts";
 import { BY_VIRTUAL_POD, DependencyUsage, twinInformer, virtualPodKeyOf } from "./usage.ts";
 
 /** How long a pod waits before its dependencies are looked at again. */
@@ -48,7 +62,7 @@ const WAIT_RETRY_MS = 5_000;
 
 /** Twins in a worker cluster's mount namespace. */
 export class WorkerPodProvider implements PodProvider {
-  readonly caches: readonly Informer<Pod>[];
+  readonly caches: readonly RequiredCache[];
   readonly location: string;
   readonly objects: ObjectMirror;
   readonly claims: ClaimMirror;
@@ -58,13 +72,18 @@ export class WorkerPodProvider implements PodProvider {
   readonly garbage: WorkerGarbage;
   readonly #twins: Informer<Pod>;
   readonly #nodes: Informer<Node>;
+  /** The mount namespace (its Pod Security label). */
+  readonly #namespace: Informer<Namespace>;
   readonly #streams: WorkerStreams;
 
   constructor(readonly ctx: SyncerContext) {
     this.location = `cluster ${ctx.config.clusterID}`;
     this.#twins = twinInformer(ctx);
     this.#nodes = ctx.manager.cache(ctx.physical.core.nodes());
-    this.caches = [this.#twins];
+    this.#namespace = ctx.manager.cache(ctx.physical.core.namespaces(), {
+      fieldSelector: `metadata.name=${ctx.config.mountNamespace}`,
+    });
+    this.caches = [this.#twins, this.#namespace];
     this.objects = new ObjectMirror(ctx);
     this.claims = new ClaimMirror(ctx, this.objects);
     this.tokens = new TokenMirror(ctx);
@@ -104,7 +123,16 @@ export class WorkerPodProvider implements PodProvider {
         retryAfterMs: 1_000,
       };
     }
+    // The worker decides what runs in it: its Pod Security level is checked before anything is
+    // copied or created (on the fields the twin keeps, and the annotations that cross).
+    const level = this.podSecurityLevel();
+    const annotations = allowedAnnotations(pod.metadata?.annotations, binding.spec.allowedAnnotations);
+    const violations = podSecurityViolations(pod.spec!, annotations, level);
+    if (violations.length > 0) return this.#refused(level, describeViolations(level, violations));
     const dependencies = await this.dependencies.ensureFor(pod);
+    if (dependencies.refused) {
+      return { kind: "refused", reason: "VolumeNotAllowed", message: dependencies.refused };
+    }
     if (dependencies.unbound) {
       return {
         kind: "waiting",
@@ -141,10 +169,30 @@ export class WorkerPodProvider implements PodProvider {
       created = await pods.create(body);
       metrics.createPod.inc({ cluster_binding: config.bindingName });
     } catch (err) {
+      // The worker's own admission refused it (a check this syncer does not know yet).
+      if (isForbidden(err) && /PodSecurity/.test((err as Error).message)) {
+        return this.#refused(level, (err as Error).message);
+      }
       if (!isAlreadyExists(err)) throw err;
       created = await pods.get(name);
     }
     return { kind: "created", twin: toTwin(created), dropped };
+  }
+
+  /** The Pod Security level the worker enforces on the mount namespace (`privileged` when unlabelled). */
+  podSecurityLevel(): PodSecurityLevel {
+    const namespace = this.#namespace.store.get(this.ctx.config.mountNamespace);
+    const label = namespace?.metadata?.labels?.[POD_SECURITY_ENFORCE_LABEL];
+    return POD_SECURITY_LEVELS.find((l) => l === label) ?? (label ? "restricted" : "privileged");
+  }
+
+  #refused(level: PodSecurityLevel, detail: string): CreateTwinResult {
+    return {
+      kind: "refused",
+      reason: "PodSecurity",
+      message:
+        `the worker's mount namespace ${this.ctx.config.mountNamespace} in ${this.location} enforces Pod Security "${level}"; this pod ${detail}`,
+    };
   }
 
   async deleteTwin(twin: Twin, gracePeriodSeconds?: number): Promise<void> {

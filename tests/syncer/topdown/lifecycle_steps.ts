@@ -35,16 +35,20 @@ export const LIFECYCLE_STEPS: Step[] = [
         );
       }
       await eventually("no twins", async () => (await s.allTwins()).length === 0, { timeoutMs: 60_000 });
+      let left: string[] = [];
       await eventually("no ConfigMap or Secret copies", async () => {
+        left = [];
         for (const w of workers) {
           const core = new CoreV1Api(w);
           const cms = (await core.configmaps(NS).list({ labelSelector: MANAGED })).items;
           const secrets = (await core.secrets(NS).list({ labelSelector: MANAGED })).items
             .filter((s) => s.metadata!.annotations?.["kubeocean.io/virtual-name"]);
-          if (cms.length > 0 || secrets.length > 0) return false;
+          left.push(...[...cms, ...secrets].map((o) => `${o.kind ?? ""} ${o.metadata!.name}`));
         }
-        return true;
-      }, { timeoutMs: 90_000 });
+        return left.length === 0;
+      }, { timeoutMs: 90_000 }).catch((err) => {
+        throw new Error(`${err.message}; left: ${left.slice(0, 10).join(", ")} (${left.length})`);
+      });
     },
   },
   {

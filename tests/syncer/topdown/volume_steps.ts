@@ -28,7 +28,7 @@ export const VOLUME_STEPS: Step[] = [
           accessModes: ["ReadWriteOnce"],
           persistentVolumeReclaimPolicy: "Delete",
           storageClassName: "manual",
-          hostPath: { path: "/tmp/kubeocean-test-data" },
+          csi: { driver: "csi.example.com", volumeHandle: "vol-data" },
         },
       });
       await vcore.persistentvolumeclaims("default").create({
@@ -80,7 +80,7 @@ export const VOLUME_STEPS: Step[] = [
       );
       assert.equal(volume.spec!.claimRef!.namespace, NS);
       assert.equal(volume.spec!.claimRef!.name, copyName);
-      assert.equal(volume.spec!.hostPath!.path, "/tmp/kubeocean-test-data");
+      assert.equal(volume.spec!.csi!.volumeHandle, "vol-data");
       assert.equal(volume.metadata!.labels!["kubeocean.io/cluster-binding"], "worker1");
 
       // A claim nothing binds: the pod waits, and says why.
