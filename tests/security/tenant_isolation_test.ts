@@ -262,7 +262,7 @@ envTest("security: tenants stay inside what the worker granted", {
       await new CoreV1Api(computing).pods("default").delete("uses-a", { gracePeriodSeconds: 0 });
       await eventually("A's copy released", async () => !(await copyIn("tenant-a")), { timeoutMs: 60_000 });
       const after = await copyIn("tenant-b");
-      assert.equal(after?.metadata!.resourceVersion, copyB.metadata!.resourceVersion);
+      assert.equal(after?.metadata?.resourceVersion, copyB.metadata!.resourceVersion);
     });
 
     await t.step("a twin's ServiceAccount token stops working once its virtual pod is deleted", async () => {
