@@ -18,6 +18,7 @@
 
 import { runBind, runUnbind } from "./bind/bind.ts";
 import { runManager } from "./manager/run.ts";
+import { narrowPermissions } from "./permissions.ts";
 import { runSyncer } from "./syncer/run.ts";
 
 const USAGE = `usage: kubeocean <manager|syncer|proxier|bind|unbind> [flags]
@@ -55,6 +56,7 @@ if (import.meta.main) {
     );
     Deno.exit(command === "--help" || command === "-h" ? 0 : 2);
   }
+  narrowPermissions(command!, args);
   try {
     await run(args);
     Deno.exit(0);

@@ -8,6 +8,7 @@
 
 import assert from "node:assert/strict";
 import { CoreV1Api, type Pod, type PodSpec } from "../../apis/core/v1/mod.ts";
+import { KubeoceanIoV1beta1Api } from "../../apis/kubeocean.io/v1beta1/mod.ts";
 import { virtualNodeName } from "../../controllers/syncer/bottomup/vnode.ts";
 import type { Syncer } from "../../controllers/syncer/syncer.ts";
 import type { KubeClient } from "../../toolkit/client/client.ts";
@@ -264,6 +265,47 @@ envTest("security: tenants stay inside what the worker granted", {
       const after = await copyIn("tenant-b");
       assert.equal(after?.metadata?.resourceVersion, copyB.metadata!.resourceVersion);
     });
+
+    await t.step(
+      "a virtual node name another binding owns: the second binding says so, and lends nothing there",
+      async () => {
+        // clusterIDs containing '-' can meet: vnode-wa-worker-node-1 is tenant-a's (wa + worker-node-1)
+        // and would be wa-worker + node-1's too.
+        await env.cluster("worker").createNodes(1, { names: ["node-1"] });
+        const c = await bindWorker(computing, worker, {
+          name: "tenant-c",
+          clusterID: "wa-worker",
+          mountNamespace: "tenant-c",
+          spec: {
+            nodeSelector: {
+              nodeSelectorTerms: [{
+                matchFields: [{ key: "metadata.name", operator: "In", values: ["node-1"] }],
+              }],
+            },
+          },
+        });
+        bound.push(c);
+        await applyPolicy(worker, "lend-c", { cluster: "tenant-c" });
+        syncers.push(startSyncer(computing, c));
+        const bindings = new KubeoceanIoV1beta1Api(computing).clusterbindings();
+        const condition = await eventually(
+          "the binding's VirtualNodeNames condition",
+          async () =>
+            (await bindings.get("tenant-c")).status?.conditions?.find((c) =>
+              c.type === "VirtualNodeNames" && c.status === "False"
+            ),
+          { timeoutMs: 30_000 },
+        );
+        assert.match(condition.message, /vnode-wa-worker-node-1 \(tenant-a\)/);
+        const events = await new CoreV1Api(computing).events("default").list({
+          fieldSelector:
+            "involvedObject.kind=ClusterBinding,involvedObject.name=tenant-c,reason=VirtualNodeNameTaken",
+        });
+        assert.match(events.items[0]?.message ?? "", /worker node node-1 is not lent/);
+        const node = await new CoreV1Api(computing).nodes().get("vnode-wa-worker-node-1");
+        assert.equal(node.metadata!.labels!["kubeocean.io/cluster-binding"], "tenant-a", "never taken over");
+      },
+    );
 
     await t.step("a twin's ServiceAccount token stops working once its virtual pod is deleted", async () => {
       const pods = new CoreV1Api(computing).pods("default");

@@ -17,6 +17,12 @@ export interface ClientConfig {
     insecureSkipTlsVerify?: boolean;
     /** tls-server-name: the name to verify the server certificate against. */
     serverName?: string;
+    /**
+     * Trust `caPem` alone: the system's roots are not consulted (Deno's `fetch` adds a CA to them,
+     * so such configurations use `node:https`, whose `ca` replaces them). Set for kubeconfigs that
+     * are data from someone else (a Secret), where a system-trusted certificate must not pass.
+     */
+    pinCa?: boolean;
   };
   /** Produces the current credentials (token and/or client certificate). */
   credentials: CredentialSource;

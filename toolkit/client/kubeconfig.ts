@@ -244,6 +244,7 @@ export async function loadKubeconfigFiles(
       caPem,
       insecureSkipTlsVerify: cluster.value["insecure-skip-tls-verify"] === true,
       serverName: cluster.value["tls-server-name"] || undefined,
+      pinCa: trust.dataOnly && !!caPem,
     },
     credentials,
     namespace: context.value.namespace || "default",

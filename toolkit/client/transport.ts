@@ -139,7 +139,7 @@ export class HttpTransport implements Transport {
     const backend = await this.#backend(credentials);
     if (!backend.client) {
       throw new Error(
-        `${path}: WebSocket streams need standard TLS (no tls-server-name / insecure-skip-tls-verify)`,
+        `${path}: WebSocket streams need standard TLS (no tls-server-name, insecure-skip-tls-verify or pinned CA yet)`,
       );
     }
     const client = backend.client;
@@ -257,13 +257,15 @@ export class HttpTransport implements Transport {
   /**
    * The HTTP backend for the current client certificate (re-created when an exec plugin rotates
    * it): Deno's `fetch` with a `Deno.HttpClient`, or `node:https` when the configuration needs
-   * `tls-server-name` or `insecure-skip-tls-verify`, which `fetch` cannot do.
+   * `tls-server-name`, `insecure-skip-tls-verify` or a CA that replaces the system's roots
+   * (`pinCa`), which `fetch` cannot do.
    */
   async #backend(credentials: Credentials): Promise<HttpBackend> {
     if (this.#http && this.#http.certPem === credentials.certPem) return this.#http;
     const { tls, proxyUrl } = this.config;
     const hostname = new URL(this.config.server).hostname.replace(/^\[|\]$/g, "");
-    const needsNode = tls.insecureSkipTlsVerify || (tls.serverName && tls.serverName !== hostname);
+    const needsNode = tls.insecureSkipTlsVerify || (tls.serverName && tls.serverName !== hostname) ||
+      (tls.pinCa && !!tls.caPem);
     const NodeClient = needsNode ? (await loadNodeFetch()).NodeHttpsClient : undefined;
     // Another request may have built the backend while the module loaded.
     if (this.#http && this.#http.certPem === credentials.certPem) return this.#http;

@@ -32,6 +32,7 @@ import {
 } from "../../common/names.ts";
 import { BY_NODE, nodeNameOf, type SyncerContext } from "../context.ts";
 import { applyLimits, freeCapacity, isNonTerminal, toResourceList } from "./capacity.ts";
+import { NodeNameConflicts } from "./name_conflicts.ts";
 import { NodeFigures } from "./node_figures.ts";
 import { matchesNodeSelector } from "./node_selector.ts";
 import { selectPolicy } from "./policy_selection.ts";
@@ -58,6 +59,7 @@ export function nodeController(
   const csiNodes = ctx.manager.cache(ctx.physical.storage.csinodes());
   const virtualCsiNodes = ctx.manager.cache(ctx.virtual.storage.csinodes(), { labelSelector: vnodeSelector });
   const figures = new NodeFigures(ctx);
+  const conflicts = new NodeNameConflicts(ctx);
   /** Every physical node, and every one a virtual node still stands for (to drain it). */
   const everyNode = (physicalNodes: ReadStore<Node>): ObjectRef[] => {
     const names = new Set(physicalNodes.list().map((n) => n.metadata!.name!));
@@ -108,11 +110,8 @@ export function nodeController(
       if (!binding || binding.metadata?.deletionTimestamp) return Action.done(); // the binding finalizer cleans up
       const clusterID = binding.spec!.clusterID;
       const vname = virtualNodeName(clusterID, ref.name);
+      // The cache holds this binding's virtual nodes only (by label): another owner's is never touched.
       const vnode = virtualNodeInformer.store.get(vname);
-      if (vnode && vnode.metadata?.labels?.[LABEL_CLUSTER_BINDING] !== bindingName) {
-        rc.log.warn("virtual node belongs to another binding; not touching it", { vnode: vname });
-        return Action.done();
-      }
       const physical = rc.object;
       const leasable = physical && physical.metadata?.labels?.type !== "virtual-kubelet" &&
         physical.metadata?.labels?.["node.kubernetes.io/instance-type"] !== "vnode" &&
@@ -179,14 +178,22 @@ export function nodeController(
     const unschedulable = physical.spec?.unschedulable ? true : undefined;
     let node = current;
     if (!node) {
-      node = await ctx.virtual.core.nodes().create({
-        apiVersion: "v1",
-        kind: "Node",
-        metadata: { name: vname, labels: merged.labels, annotations: merged.annotations },
-        spec: { taints: merged.taints, unschedulable },
-        // Nodes keep their status on create (as a kubelet registers): Ready in one write.
-        status: desiredStatus(physical, leased, vname),
-      });
+      try {
+        node = await ctx.virtual.core.nodes().create({
+          apiVersion: "v1",
+          kind: "Node",
+          metadata: { name: vname, labels: merged.labels, annotations: merged.annotations },
+          spec: { taints: merged.taints, unschedulable },
+          // Nodes keep their status on create (as a kubelet registers): Ready in one write.
+          status: desiredStatus(physical, leased, vname),
+        });
+      } catch (err) {
+        if (!isAlreadyExists(err)) throw err;
+        const existing = await ctx.virtual.core.nodes().get(vname);
+        if (await conflicts.takenBy(existing, physicalName)) return Action.requeueAfter(ctx.config.resyncMs);
+        return Action.requeueAfter(1_000); // ours, and the cache is catching up
+      }
+      await conflicts.released(vname);
       ctx.log.info("virtual node created", {
         vnode: vname,
         physical: physicalName,
