@@ -101,7 +101,12 @@ try {
   await installCrd(computing, "kubeocean.io_clusterbindings.yaml");
   const log = new Logger({ level: Deno.env.get("KUBEOCEAN_DEMO_VERBOSE") ? "info" : "error" });
   const metrics = new ManagerMetrics();
-  runner = new EmbeddedRunner({ virtual: computing, log, registry: metrics.runtime.registry });
+  runner = new EmbeddedRunner({
+    virtual: computing,
+    log,
+    registry: metrics.runtime.registry,
+    runtimeMetrics: metrics.runtime,
+  });
   const recorder = new EventRecorder(computing.transport, { controller: "kubeocean.io/manager", log });
   const manager = new Manager({ name: "manager", logger: log, metrics: metrics.runtime });
   clusterBindingController(manager, {

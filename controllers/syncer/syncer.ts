@@ -73,7 +73,7 @@ export class Syncer implements Runnable {
     this.manager = new Manager({
       name: `syncer/${options.bindingName}`,
       logger: log,
-      metrics: options.runtimeMetrics ?? new RuntimeMetrics(registry, { defaultMetrics: false }),
+      metrics: options.runtimeMetrics ?? RuntimeMetrics.of(registry),
       clock: options.clock ?? systemClock,
     });
     this.ctx = new SyncerContext(

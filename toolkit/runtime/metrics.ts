@@ -16,6 +16,9 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom
 import type { RequestObserver } from "../client/transport.ts";
 import type { QueueObserver } from "./queue.ts";
 
+/** The toolkit metrics already registered on each registry (a metric name registers once). */
+const onRegistry = new WeakMap<Registry, RuntimeMetrics>();
+
 const DURATION_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 
 /** The toolkit's metrics on one registry. */
@@ -32,6 +35,12 @@ export class RuntimeMetrics {
   readonly restLatency: Histogram<"verb" | "host">;
 
   constructor(readonly registry: Registry = new Registry(), options: { defaultMetrics?: boolean } = {}) {
+    if (onRegistry.has(registry)) {
+      throw new Error(
+        "the toolkit metrics are registered on this registry already: use RuntimeMetrics.of(registry)",
+      );
+    }
+    onRegistry.set(registry, this);
     const registers = [registry];
     if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: registry });
     this.queueDepth = new Gauge({
@@ -98,6 +107,11 @@ export class RuntimeMetrics {
       buckets: DURATION_BUCKETS,
       registers,
     });
+  }
+
+  /** The toolkit metrics of `registry`, registered on first use (without the process's default metrics). */
+  static of(registry: Registry): RuntimeMetrics {
+    return onRegistry.get(registry) ?? new RuntimeMetrics(registry, { defaultMetrics: false });
   }
 
   /** Queue observer for the queue called `name`. */

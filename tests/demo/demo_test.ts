@@ -1,0 +1,30 @@
+/**
+ * The README's first command, as a new user runs it: `deno task demo --exit-when-ready` brings up
+ * the clusters, binds both workers, gets every sample pod Running through Kubeocean and exits 0,
+ * leaving nothing running.
+ */
+
+import assert from "node:assert/strict";
+
+Deno.test({
+  name: "demo: deno task demo --exit-when-ready reaches every pod Running and exits 0",
+  sanitizeResources: false,
+  sanitizeOps: false,
+}, async () => {
+  const dir = await Deno.makeTempDir({ prefix: "kubeocean-demo-test-" });
+  try {
+    const output = await new Deno.Command(Deno.execPath(), {
+      args: ["task", "demo", "--exit-when-ready", "--timeout", "180", "--dir", dir],
+      cwd: new URL("../../", import.meta.url).pathname,
+      env: { NO_COLOR: "1" },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const text = new TextDecoder().decode(output.stdout) + new TextDecoder().decode(output.stderr);
+    assert.equal(output.code, 0, text.slice(-3000));
+    assert.match(text, /computing: 12\/12 Running/);
+    assert.match(text, /Done: nothing is left running\./);
+  } finally {
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+});
