@@ -1,8 +1,9 @@
 /**
  * Pod streaming subresources over WebSocket: `exec`, `attach` (remote command protocol
  * `v5.channel.k8s.io`, falling back to `v4`) and `portforward` (`portforward.k8s.io`). The socket
- * carries the same credentials as the transport (client certificate through `Deno.HttpClient`,
- * bearer token through a header).
+ * carries the same credentials and TLS settings as the transport (pinned CA, server name, client
+ * certificate, bearer token), and every output has back-pressure: a slow reader slows the pod's
+ * side down instead of filling memory.
  *
  * @module
  */
@@ -11,7 +12,12 @@ import { HttpTransport } from "./transport.ts";
 import type { KubeObject } from "./resource.ts";
 import { objectPath } from "./resource.ts";
 import { ResourceClient } from "./resource_client.ts";
-import type { Status } from "./errors.ts";
+import { ApiError, type Status } from "./errors.ts";
+import type { WebSocketConnection } from "../streaming/websocket.ts";
+
+/** `ws` and `node:https` load only for processes that open streams. */
+let websocketModule: Promise<typeof import("../streaming/websocket.ts")> | undefined;
+const loadWebSocket = () => websocketModule ??= import("../streaming/websocket.ts");
 
 /** Options of {@linkcode PodClient.exec}. */
 export interface ExecOptions {
@@ -82,34 +88,36 @@ export class PodClient<T extends KubeObject, S extends string = never> extends R
     return new PodClient<T, S>(this.transport, this.descriptor, namespace);
   }
 
-  /**
-   * Opens the WebSocket. Messages that arrive before the caller attaches its handler (the kubelet
-   * writes right after the upgrade) are buffered and replayed by `listen`.
-   */
-  async #socket(
+  /** Opens the WebSocket of a streaming subresource; a refused upgrade is an {@linkcode ApiError}. */
+  async #connect(
     path: string,
     query: URLSearchParams,
     protocols: string[],
-  ): Promise<{ socket: WebSocket; listen: (handler: (event: MessageEvent) => void) => void }> {
+    signal?: AbortSignal,
+  ): Promise<WebSocketConnection> {
     const transport = this.transport;
     if (!(transport instanceof HttpTransport)) {
       throw new Error("streaming subresources need an HttpTransport");
     }
-    const { url, headers, client } = await transport.websocketTarget(path, query);
-    const socket = new WebSocket(url, { protocols, headers, client } as unknown as string[]);
-    socket.binaryType = "arraybuffer";
-    const early: MessageEvent[] = [];
-    socket.onmessage = (event) => early.push(event);
-    await new Promise<void>((resolve, reject) => {
-      socket.onopen = () => resolve();
-      socket.onerror = (e) =>
-        reject(new Error(`WebSocket ${path}: ${(e as ErrorEvent).message ?? "connection failed"}`));
-    });
-    const listen = (handler: (event: MessageEvent) => void) => {
-      socket.onmessage = handler;
-      for (const event of early.splice(0)) handler(event);
-    };
-    return { socket, listen };
+    const target = await transport.websocketTarget(path, query);
+    const { connectWebSocket, WebSocketUpgradeError } = await loadWebSocket();
+    try {
+      return await connectWebSocket(target.url, {
+        protocols,
+        headers: target.headers,
+        ca: target.ca,
+        cert: target.cert,
+        key: target.key,
+        servername: target.servername,
+        rejectUnauthorized: target.rejectUnauthorized,
+        signal,
+      });
+    } catch (err) {
+      if (err instanceof WebSocketUpgradeError) {
+        throw new ApiError(err.status, statusOf(err.body), `GET ${path}`);
+      }
+      throw err;
+    }
   }
 
   /** Runs `command` in a container and collects its output and exit code. */
@@ -170,52 +178,48 @@ export class PodClient<T extends KubeObject, S extends string = never> extends R
     query.set("stderr", String(wants.stderr));
     query.set("tty", String(tty));
     const path = objectPath(this.descriptor, name, this.boundNamespace, kind);
-    const { socket, listen } = await this.#socket(path, query, ["v5.channel.k8s.io", "v4.channel.k8s.io"]);
-    const outputs = new Map<number, ReadableStreamDefaultController<Uint8Array>>();
-    const output = (channel: number) =>
-      new ReadableStream<Uint8Array>({
-        start: (controller) => void outputs.set(channel, controller),
-        cancel: () => void outputs.delete(channel),
-      });
-    const stdout = wants.stdout ? output(CHANNEL.stdout) : undefined;
-    const stderr = wants.stderr ? output(CHANNEL.stderr) : undefined;
-    let statusText = "";
-    const status = new Promise<Status>((resolve) => {
-      listen((event) => {
-        const data = new Uint8Array(event.data as ArrayBuffer);
-        if (data.length === 0) return;
-        if (data[0] === CHANNEL.error) statusText += new TextDecoder().decode(data.subarray(1));
-        else outputs.get(data[0])?.enqueue(data.slice(1));
-      });
-      socket.onclose = () => {
-        for (const controller of outputs.values()) controller.close();
-        outputs.clear();
-        resolve(statusText ? JSON.parse(statusText) : { status: "Success" });
-      };
+    const connection = await this.#connect(
+      path,
+      query,
+      ["v5.channel.k8s.io", "v4.channel.k8s.io"],
+      options.signal,
+    );
+    const channels = new ChannelReader(connection);
+    const stdout = wants.stdout ? channels.output(CHANNEL.stdout) : undefined;
+    const stderr = wants.stderr ? channels.output(CHANNEL.stderr) : undefined;
+    const error = channels.collect(CHANNEL.error);
+    const status = channels.done.then(async (clean) => {
+      const text = await error;
+      if (text) return withExitCode(JSON.parse(text) as Status);
+      if (clean) return { status: "Success" } satisfies Status;
+      return {
+        status: "Failure",
+        reason: "InternalError",
+        message: `${kind} in ${name}: the connection ended before the command's status arrived`,
+      } satisfies Status;
     });
-    const close = () => socket.close();
+    const close = () => connection.abort(new Error(`${kind} in ${name} was closed`));
     options.signal?.addEventListener("abort", close, { once: true });
     void status.then(() => options.signal?.removeEventListener("abort", close));
+    const v5 = connection.protocol === "v5.channel.k8s.io";
     const stdin = wants.stdin
       ? new WritableStream<Uint8Array>({
-        write: (chunk) => socket.send(frame(CHANNEL.stdin, chunk)),
+        write: (chunk) => connection.send(frame(CHANNEL.stdin, chunk)),
         // v5 can half-close stdin; v4 cannot, so the command sees end of input only when it ends.
-        close: () => {
-          if (socket.protocol === "v5.channel.k8s.io") {
-            socket.send(new Uint8Array([CHANNEL.close, CHANNEL.stdin]));
-          }
+        close: async () => {
+          if (v5) await connection.send(new Uint8Array([CHANNEL.close, CHANNEL.stdin]));
         },
       })
       : undefined;
     return {
-      protocol: socket.protocol,
+      protocol: connection.protocol,
       stdin,
       stdout,
       stderr,
       resize: ({ width, height }) =>
-        socket.send(
+        void connection.send(
           frame(CHANNEL.resize, new TextEncoder().encode(JSON.stringify({ Width: width, Height: height }))),
-        ),
+        ).catch(() => {}),
       status,
       close,
     };
@@ -232,68 +236,143 @@ export class PodClient<T extends KubeObject, S extends string = never> extends R
     options: { timeoutMs?: number; signal?: AbortSignal } = {},
   ): Promise<PortForwardStream> {
     const path = objectPath(this.descriptor, name, this.boundNamespace, "portforward");
-    const { socket, listen } = await this.#socket(path, new URLSearchParams({ ports: String(port) }), [
-      "v4.channel.k8s.io",
-      "portforward.k8s.io",
-    ]);
+    const connection = await this.#connect(
+      path,
+      new URLSearchParams({ ports: String(port) }),
+      ["v4.channel.k8s.io", "portforward.k8s.io"],
+      options.signal,
+    );
     // Channel 0 carries data, channel 1 errors; the first frame on each names the port (2 bytes LE).
-    const seenPortHeader = new Set<number>();
-    let errorText = "";
-    let announce!: () => void;
-    let fail!: (err: Error) => void;
-    const announced = new Promise<void>((resolve, reject) => {
-      announce = resolve;
-      fail = reject;
-    });
-    const readable = new ReadableStream<Uint8Array>({
-      start(controller) {
-        listen((event) => {
-          const data = new Uint8Array(event.data as ArrayBuffer);
-          if (data.length === 0) return;
-          const channel = data[0];
-          let payload = data.subarray(1);
-          if (!seenPortHeader.has(channel)) {
-            seenPortHeader.add(channel);
-            payload = payload.subarray(2);
-            if (channel === 0) announce();
-          }
-          if (channel === 0 && payload.length) controller.enqueue(payload.slice());
-          if (channel === 1 && payload.length) errorText += new TextDecoder().decode(payload);
-        });
-        socket.onclose = () => {
-          const error = new Error(
-            `port-forward to ${name}:${port} closed${errorText ? `: ${errorText}` : ""}`,
-          );
-          fail(error);
-          if (errorText) controller.error(error);
-          else controller.close();
-        };
-      },
-      cancel() {
-        socket.close();
-      },
-    });
-    const writable = new WritableStream<Uint8Array>({
-      write(chunk) {
-        socket.send(frame(0, chunk));
-      },
-      close() {
-        socket.close();
-      },
-    });
-    const timer = setTimeout(() => {
-      fail(new Error(`port-forward to ${name}:${port}: no answer within ${options.timeoutMs ?? 30_000} ms`));
-      socket.close();
-    }, options.timeoutMs ?? 30_000);
-    const close = () => socket.close();
+    const channels = new ChannelReader(connection, 2);
+    const readable = channels.output(0);
+    const errorText = channels.collect(1);
+    const close = () => void connection.close().catch(() => connection.abort());
     options.signal?.addEventListener("abort", close, { once: true });
+    const writable = new WritableStream<Uint8Array>({
+      write: (chunk) => connection.send(frame(0, chunk)),
+      close,
+      abort: close,
+    });
+    const timeoutMs = options.timeoutMs ?? 30_000;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timedOut = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new Error(`port-forward to ${name}:${port}: no answer within ${timeoutMs} ms`)),
+        timeoutMs,
+      );
+    });
+    const ended = channels.done.then(async () => {
+      const text = await errorText;
+      throw new Error(`port-forward to ${name}:${port} closed${text ? `: ${text}` : ""}`);
+    });
     try {
-      await announced;
+      await Promise.race([channels.announced(0), ended, timedOut]);
+    } catch (err) {
+      connection.abort(err);
+      throw err;
     } finally {
       clearTimeout(timer);
     }
+    void ended.catch(() => {});
     return { readable, writable, close };
   }
+}
+
+/**
+ * Splits a channel WebSocket's messages (first byte: the channel) into per-channel streams, with
+ * back-pressure: while an output's reader does not keep up, no further message is read.
+ */
+class ChannelReader {
+  readonly #outputs = new Map<
+    number,
+    { controller: ReadableStreamDefaultController<Uint8Array>; pulled: () => void }
+  >();
+  readonly #collected = new Map<number, string[]>();
+  readonly #announced = new Map<number, () => void>();
+  readonly #headerSeen = new Set<number>();
+  /** Resolves when the connection ended: true after a clean close, false otherwise. */
+  readonly done: Promise<boolean>;
+
+  /** `headerBytes`: bytes that open every channel (port-forward's port number), dropped. */
+  constructor(readonly connection: WebSocketConnection, readonly headerBytes = 0) {
+    this.done = this.#pump();
+  }
+
+  /** A stream of the payloads of `channel`. */
+  output(channel: number): ReadableStream<Uint8Array> {
+    return new ReadableStream<Uint8Array>({
+      start: (controller) => void this.#outputs.set(channel, { controller, pulled: () => {} }),
+      pull: () => this.#outputs.get(channel)?.pulled(),
+      cancel: () => {
+        this.#outputs.get(channel)?.pulled();
+        this.#outputs.delete(channel);
+      },
+    }, { highWaterMark: 4 });
+  }
+
+  /** The text sent on `channel`, once the connection ended. */
+  async collect(channel: number): Promise<string> {
+    this.#collected.set(channel, []);
+    await this.done;
+    return this.#collected.get(channel)!.join("");
+  }
+
+  /** Resolves when `channel`'s opening header arrived. */
+  announced(channel: number): Promise<void> {
+    if (this.#headerSeen.has(channel)) return Promise.resolve();
+    return new Promise((resolve) => this.#announced.set(channel, resolve));
+  }
+
+  async #pump(): Promise<boolean> {
+    let clean = true;
+    try {
+      for await (const message of this.connection.messages) {
+        if (message.byteLength === 0) continue;
+        const channel = message[0];
+        let payload = message.subarray(1);
+        if (this.headerBytes && !this.#headerSeen.has(channel)) {
+          this.#headerSeen.add(channel);
+          payload = payload.subarray(this.headerBytes);
+          this.#announced.get(channel)?.();
+        }
+        if (payload.byteLength === 0) continue;
+        const text = this.#collected.get(channel);
+        if (text) {
+          text.push(new TextDecoder().decode(payload));
+          continue;
+        }
+        const output = this.#outputs.get(channel);
+        if (!output) continue;
+        output.controller.enqueue(payload.slice());
+        if ((output.controller.desiredSize ?? 1) <= 0) {
+          await new Promise<void>((resolve) => output.pulled = resolve);
+        }
+      }
+    } catch {
+      clean = false;
+    } finally {
+      for (const { controller } of this.#outputs.values()) {
+        try {
+          controller.close();
+        } catch {
+          // already cancelled by its reader
+        }
+      }
+      this.#outputs.clear();
+    }
+    return clean;
+  }
+}
+
+/** A Status from an error body (JSON Status, else its text as the message). */
+function statusOf(body: string): Status {
+  try {
+    const parsed = JSON.parse(body) as Status;
+    if (parsed && typeof parsed === "object" && parsed.kind === "Status") return parsed;
+  } catch {
+    // not JSON
+  }
+  return { status: "Failure", message: body.trim() };
 }
 
 function sessionOptions(options: ExecOptions): RemoteCommandOptions {
@@ -352,8 +431,27 @@ function frame(channel: number, payload: Uint8Array): Uint8Array {
 function exitCodeOf(status: Status): number {
   if (status.status === "Success") return 0;
   const cause = status.details?.causes?.find((c) => c.reason === "ExitCode");
-  if (cause?.message) return Number(cause.message);
-  // Some kubelet implementations (kwok) only say so in the message.
-  const inMessage = /exit (?:status|code) (\d+)/.exec(status.message ?? "");
-  return inMessage ? Number(inMessage[1]) : 1;
+  return cause?.message ? Number(cause.message) : 1;
+}
+
+/**
+ * A remote command's Status as a kubelet writes it: some kubelet implementations (kwok) report a
+ * command's non-zero exit only in the message (`… exit status 3`); the exit code is then added as
+ * the `ExitCode` cause with reason `NonZeroExitCode`, where every client looks for it.
+ */
+export function withExitCode(status: Status): Status {
+  if (status.status !== "Failure" || status.details?.causes?.some((c) => c.reason === "ExitCode")) {
+    return status;
+  }
+  const inMessage = /exit (?:status|code) (\d+)\s*$/.exec(status.message ?? "");
+  if (!inMessage) return status;
+  return {
+    ...status,
+    reason: "NonZeroExitCode",
+    message: `command terminated with non-zero exit code: ${status.message}`,
+    details: {
+      ...status.details,
+      causes: [...status.details?.causes ?? [], { reason: "ExitCode", message: inMessage[1] }],
+    },
+  };
 }

@@ -84,6 +84,18 @@ export interface Transport {
   close(): void;
 }
 
+/** Where and how to open a WebSocket (see {@linkcode HttpTransport.websocketTarget}). */
+export interface WebSocketTarget {
+  url: string;
+  headers: Record<string, string>;
+  /** CA bundle to verify the server with (undefined: the system's roots, or no verification). */
+  ca?: string;
+  cert?: string;
+  key?: string;
+  servername?: string;
+  rejectUnauthorized: boolean;
+}
+
 /** How requests are sent: Deno's fetch with an HttpClient, or node:https for special TLS settings. */
 interface HttpBackend {
   certPem?: string;
@@ -128,27 +140,27 @@ export class HttpTransport implements Transport {
 
   /**
    * Where and how to open a WebSocket for a streaming subresource (exec, attach, port-forward):
-   * the `wss://` URL, the auth header and the HTTP client carrying TLS settings.
+   * the `wss://` URL, the auth header and the TLS settings of this configuration (pinned CA,
+   * server name, client certificate, or no verification when the kubeconfig says so).
    */
-  async websocketTarget(
-    path: string,
-    query: URLSearchParams,
-  ): Promise<{ url: string; headers: Record<string, string>; client: Deno.HttpClient }> {
+  async websocketTarget(path: string, query: URLSearchParams): Promise<WebSocketTarget> {
     await this.#limiter.take();
     const credentials = await this.config.credentials.get();
-    const backend = await this.#backend(credentials);
-    if (!backend.client) {
-      throw new Error(
-        `${path}: WebSocket streams need standard TLS (no tls-server-name, insecure-skip-tls-verify or pinned CA yet)`,
-      );
-    }
-    const client = backend.client;
+    const { tls } = this.config;
     const url = new URL(this.config.server + path);
     url.search = query.toString();
     url.protocol = url.protocol === "http:" ? "ws:" : "wss:";
     const headers: Record<string, string> = { "user-agent": this.#options.userAgent };
     if (credentials.token) headers.authorization = `Bearer ${credentials.token}`;
-    return { url: url.toString(), headers, client };
+    return {
+      url: url.toString(),
+      headers,
+      ca: tls.insecureSkipTlsVerify ? undefined : tls.caPem,
+      cert: credentials.certPem,
+      key: credentials.keyPem,
+      servername: tls.serverName,
+      rejectUnauthorized: !tls.insecureSkipTlsVerify,
+    };
   }
 
   close(): void {
