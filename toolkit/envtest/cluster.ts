@@ -45,7 +45,7 @@ export interface NodeTemplate {
   taints?: { key: string; value?: string; effect: string }[];
 }
 
-/** kwok kubelet behaviour (ClusterLogs / ClusterExec / ClusterPortForward). */
+/** kwok kubelet behaviour (ClusterLogs / ClusterExec / ClusterAttach / ClusterPortForward). */
 export interface KubeletBehaviour {
   /** Text served as every container's log (default: three fixed lines). */
   logText?: string;
@@ -280,6 +280,9 @@ export class Cluster {
       "--kubelet-preferred-address-types=InternalIP,Hostname",
       `--kubelet-client-certificate=${pki.admin.certFile}`,
       `--kubelet-client-key=${pki.admin.keyFile}`,
+      // Verify kubelets' serving certificates (kwok's and any kubelet API proxy's): without it the
+      // API server would skip verification and a test would prove nothing about them.
+      `--kubelet-certificate-authority=${pki.ca.certFile}`,
       "--profiling=false",
       ...(this.state.controlPlane ? [] : ["--disable-admission-plugins=ServiceAccount"]),
       ...(this.state.options.apiserverArgs ?? []),
@@ -350,7 +353,7 @@ export class Cluster {
   async #startKwok(index: number): Promise<void> {
     const { ports, dir, kubeconfig } = this.state;
     const behaviour = this.state.options.kubelet ?? {};
-    const logsFile = `${dir}/kubelet/container.log`;
+    const logsFile = this.containerLogFile;
     await Deno.writeTextFile(logsFile, toCriLog(behaviour.logText ?? DEFAULT_LOG_TEXT));
     const stages = await Promise.all(
       [...Deno.readDirSync(this.binaries.kwokStages)].filter((e) => e.name.endsWith(".yaml")).map((e) =>
@@ -377,6 +380,13 @@ export class Cluster {
             local: { workDir: `${dir}/kubelet`, envs: [{ name: "KUBEOCEAN_ENVTEST", value: this.name }] },
           }],
         },
+      },
+      {
+        // kubectl attach: the container's log, followed (stdin is not read).
+        apiVersion: "kwok.x-k8s.io/v1alpha1",
+        kind: "ClusterAttach",
+        metadata: { name: "envtest" },
+        spec: { attaches: [{ logsFile }] },
       },
       {
         apiVersion: "kwok.x-k8s.io/v1alpha1",
@@ -518,12 +528,21 @@ export class Cluster {
   /** Runs kubectl against this cluster with its admin kubeconfig. */
   async kubectl(
     args: string[],
-    options: { stdin?: string; check?: boolean } = {},
+    options: { stdin?: string; check?: boolean; env?: Record<string, string> } = {},
   ): Promise<{ code: number; stdout: string; stderr: string }> {
     return await runCommand(this.binaries.kubectl, ["--kubeconfig", this.kubeconfig, ...args], {
       stdin: options.stdin,
       check: options.check,
+      env: options.env,
     });
+  }
+
+  /**
+   * The file kwok serves as every container's log (CRI format) and attach output; append lines
+   * made with {@linkcode toCriLog} to make a followed log show them.
+   */
+  get containerLogFile(): string {
+    return `${this.state.dir}/kubelet/container.log`;
   }
 
   /**
