@@ -5,7 +5,7 @@
  * ```
  * manager   ClusterBinding lifecycle; --syncer-mode=deployment|embedded
  * syncer    one binding's syncer: --cluster-binding NAME
- * proxier   the kubelet API of virtual nodes (not in this release)
+ * proxier   the kubelet API of one binding's virtual nodes: --cluster-binding NAME
  * bind      register a worker cluster in one command
  * unbind    undo bind
  * ```
@@ -19,14 +19,22 @@
 import { runBind, runUnbind } from "./bind/bind.ts";
 import { runManager } from "./manager/run.ts";
 import { narrowPermissions } from "./permissions.ts";
+import { runProxier } from "./proxier/run.ts";
 import { runSyncer } from "./syncer/run.ts";
 
 const USAGE = `usage: kubeocean <manager|syncer|proxier|bind|unbind> [flags]
 
   manager  [--syncer-mode=deployment|embedded] [--namespace NS] [--image IMAGE]
            [--kube-client-qps 300 --kube-client-burst 600] [common flags]
-  syncer   --cluster-binding NAME [--virtual-client-qps 300 --virtual-client-burst 600]
+           embedded mode serves the kubelet API: [--proxier-address IP --proxier-port 10250]
+           [--proxier-listen-address 0.0.0.0] [--proxier-tls-cert-file F --proxier-tls-private-key-file F]
+           [--proxier-client-ca-file F]
+  syncer   --cluster-binding NAME [--proxier-address IP | --proxier-pods-namespace NS] [--proxier-port 10250]
+           [--virtual-client-qps 300 --virtual-client-burst 600]
            [--physical-client-qps 300 --physical-client-burst 600] [common flags]
+  proxier  --cluster-binding NAME [--listen-address 0.0.0.0] [--listen-port 10250] [--advertise-address IP]
+           [--tls-cert-file F --tls-private-key-file F] [--client-ca-file F] [common flags]
+           (without certificate files: a kubernetes.io/kubelet-serving CSR, approved and renewed by the proxier)
   bind     --kubeconfig COMPUTING --worker-kubeconfig WORKER --name NAME --cluster-id ID --mount-namespace NS
            [--context C] [--worker-context C] [--worker-server URL] [--wait SECONDS]
            [--pod-security restricted|baseline|privileged] [--allow-metadata-egress]
@@ -40,9 +48,7 @@ const commands: Record<string, (args: string[]) => Promise<void>> = {
   syncer: runSyncer,
   bind: runBind,
   unbind: runUnbind,
-  proxier: () => {
-    throw new Error("the proxier (kubelet API on :10250) is not part of this release yet");
-  },
+  proxier: runProxier,
 };
 
 if (import.meta.main) {
@@ -55,6 +61,10 @@ if (import.meta.main) {
         : USAGE,
     );
     Deno.exit(command === "--help" || command === "-h" ? 0 : 2);
+  }
+  if (args.includes("--help") || args.includes("-h")) {
+    console.log(USAGE);
+    Deno.exit(0);
   }
   narrowPermissions(command!, args);
   try {

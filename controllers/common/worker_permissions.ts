@@ -9,8 +9,9 @@
  * which an admission policy confines to Kubeocean's own. Every other write stays inside the mount
  * namespace, whose Pod Security level the worker's API server enforces on every twin. Nodes are
  * never patched, Secrets outside the mount namespace are never touched, the `kubeocean-default`
- * PriorityClass is created once by `bind` (with the worker admin's credentials), and the kubelet
- * API verbs (pods/log, exec, attach, portforward) are not granted until a proxier uses them.
+ * PriorityClass is created once by `bind` (with the worker admin's credentials). The proxier's
+ * streams (pods/log, exec, attach, portforward) go through the worker API server on twins in the
+ * mount namespace only, never `nodes/proxy` (which would reach every pod of a node).
  *
  * @module
  */
@@ -132,6 +133,40 @@ export const WORKER_PERMISSIONS: readonly Permission[] = [
     verbs: ["get", "list", "watch", "create", "update", "patch", "delete"],
     scope: "mount-namespace",
     reason: "claims used by pods",
+  },
+  {
+    group: "",
+    resource: "pods",
+    subresource: "log",
+    verbs: ["get"],
+    scope: "mount-namespace",
+    reason: "the proxier serves kubectl logs of virtual pods from their twins",
+  },
+  {
+    group: "",
+    resource: "pods",
+    subresource: "exec",
+    verbs: ["get", "create"],
+    scope: "mount-namespace",
+    reason:
+      "the proxier serves kubectl exec in twins (a WebSocket upgrade is a GET; the API server also checks create)",
+  },
+  {
+    group: "",
+    resource: "pods",
+    subresource: "attach",
+    verbs: ["get", "create"],
+    scope: "mount-namespace",
+    reason: "the proxier serves kubectl attach to twins (get for the WebSocket upgrade, create as above)",
+  },
+  {
+    group: "",
+    resource: "pods",
+    subresource: "portforward",
+    verbs: ["get", "create"],
+    scope: "mount-namespace",
+    reason:
+      "the proxier serves kubectl port-forward to twins (get for the WebSocket upgrade, create as above)",
   },
   {
     group: "",

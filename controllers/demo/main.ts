@@ -32,6 +32,8 @@ import {
 import { bind, installCrd } from "../bind/bind.ts";
 import { clusterBindingController } from "../manager/clusterbinding_controller.ts";
 import { EmbeddedRunner } from "../manager/embedded_runner.ts";
+import { addKubeletApi } from "../proxier/listener.ts";
+import { allocatePort } from "../../toolkit/envtest/ports.ts";
 import { ManagerMetrics } from "../manager/metrics.ts";
 
 const { values } = parseArgs({
@@ -101,14 +103,31 @@ try {
   await installCrd(computing, "kubeocean.io_clusterbindings.yaml");
   const log = new Logger({ level: Deno.env.get("KUBEOCEAN_DEMO_VERBOSE") ? "info" : "error" });
   const metrics = new ManagerMetrics();
+  // The kubelet API of the virtual nodes, served by the manager for its embedded syncers, with a
+  // serving certificate the computing cluster's CA signed for 127.0.0.1 (its API server checks it).
+  const kubeletPort = allocatePort();
   runner = new EmbeddedRunner({
     virtual: computing,
     log,
     registry: metrics.runtime.registry,
     runtimeMetrics: metrics.runtime,
+    proxier: { address: "127.0.0.1", port: kubeletPort },
   });
   const recorder = new EventRecorder(computing.transport, { controller: "kubeocean.io/manager", log });
   const manager = new Manager({ name: "manager", logger: log, metrics: metrics.runtime });
+  const { pki } = env.cluster("computing");
+  await addKubeletApi(manager, {
+    listenAddress: "127.0.0.1",
+    listenPort: kubeletPort,
+    advertiseAddress: "127.0.0.1",
+    tlsCertFile: pki.kubelet.certFile,
+    tlsPrivateKeyFile: pki.kubelet.keyFile,
+    clientCaFile: pki.ca.certFile,
+    csrNodeName: "kubeocean-demo",
+    computing,
+    bindings: runner,
+    log,
+  });
   clusterBindingController(manager, {
     client: computing,
     runner,
@@ -232,16 +251,45 @@ try {
     } s).`,
   );
   const k = `${env.binaries.kubectl} --kubeconfig ${env.kubeconfig}`;
+  const sample = (await core.pods("default").list({ labelSelector: "app=hello" })).items
+    .find((p: Pod) => p.status?.phase === "Running")!.metadata!.name!;
+  const logsArgs = ["--context", "computing", "logs", sample];
+  const execArgs = [
+    "--context",
+    "computing",
+    "exec",
+    sample,
+    "--",
+    "sh",
+    "-c",
+    "echo hello from $KUBEOCEAN_ENVTEST",
+  ];
   say(`
 Explore (the merged kubeconfig has contexts computing, worker1 and worker2):
   ${k} --context computing get clusterbindings
   ${k} --context computing get nodes -L kubeocean.io/physical-cluster-id
   ${k} --context computing get pods -o wide
+  ${k} ${logsArgs.join(" ")}
+  ${k} ${execArgs.slice(0, -1).join(" ")} '${execArgs.at(-1)}'
+  ${k} --context computing port-forward ${sample} :8080   (every connection is echoed back)
   ${k} --context worker1 get resourceleasingpolicies
   ${k} --context worker1 -n kubeocean-worker get pods,configmaps,secrets
   ${k} --context computing scale deployment hello --replicas=4
 `);
   if (values["exit-when-ready"]) {
+    // The kubelet API through the computing cluster, as a user runs it: both must answer.
+    for (const [what, args] of [["kubectl logs", logsArgs], ["kubectl exec", execArgs]] as const) {
+      const result = await new Deno.Command(env.binaries.kubectl, {
+        args: ["--kubeconfig", env.kubeconfig, ...args],
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const out = new TextDecoder().decode(result.stdout).trim();
+      if (result.code !== 0 || !out) {
+        throw new Error(`${what} did not answer: ${new TextDecoder().decode(result.stderr).trim()}`);
+      }
+      say(`${what} ${sample}: ${out.split("\n").at(-1)}`);
+    }
     await cleanup();
     Deno.exit(0);
   }

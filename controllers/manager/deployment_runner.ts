@@ -34,6 +34,8 @@ export interface TemplateData {
   Namespace: string;
   Image: string;
   ServiceAccountName: string;
+  /** The ServiceAccount rendered proxiers run as. */
+  ProxierServiceAccountName: string;
   SyncerName: string;
   ProxierName: string;
   KubeconfigHash: string;
@@ -92,6 +94,8 @@ spec:
             - --cluster-binding={{ .BindingName }}
             - --trust-kubeconfig-secrets={{ .TrustKubeconfigSecrets }}
             - --leader-elect=true
+            - --proxier-pods-namespace={{ .Namespace }}
+            - --proxier-port=10250
             - --metrics-bind-address=:8080
             - --health-probe-bind-address=:8081
           ports:
@@ -132,16 +136,42 @@ spec:
       annotations:
         kubeocean.io/kubeconfig-hash: "{{ .KubeconfigHash }}"
     spec:
-      serviceAccountName: "{{ .ServiceAccountName }}"
+      serviceAccountName: "{{ .ProxierServiceAccountName }}"
+      terminationGracePeriodSeconds: 30
       containers:
         - name: proxier
           image: "{{ .Image }}"
-          args: [proxier, "--cluster-binding={{ .BindingName }}", --listen-port=10250]
+          # Virtual nodes advertise this pod's IP (the syncer picks a ready proxier pod): the API
+          # server dials it directly, as it dials a kubelet. Without certificate files the proxier
+          # requests a kubernetes.io/kubelet-serving certificate for that IP.
+          args:
+            - proxier
+            - --cluster-binding={{ .BindingName }}
+            - --trust-kubeconfig-secrets={{ .TrustKubeconfigSecrets }}
+            - --listen-port=10250
+            - --advertise-address=$(POD_IP)
+            - --metrics-bind-address=:8080
+            - --health-probe-bind-address=:8081
+            - --log-format=json
+          env:
+            - name: POD_IP
+              valueFrom: { fieldRef: { fieldPath: status.podIP } }
+            - name: POD_NAMESPACE
+              valueFrom: { fieldRef: { fieldPath: metadata.namespace } }
           ports:
             - { name: kubelet-api, containerPort: 10250 }
+            - { name: metrics, containerPort: 8080 }
+            - { name: health, containerPort: 8081 }
+          livenessProbe: { httpGet: { path: /healthz, port: health }, initialDelaySeconds: 10, periodSeconds: 20 }
+          readinessProbe: { httpGet: { path: /readyz, port: health }, periodSeconds: 5 }
           resources:
             requests: { cpu: 50m, memory: 64Mi }
             limits: { memory: 256Mi }
+          securityContext:
+            allowPrivilegeEscalation: false
+            readOnlyRootFilesystem: true
+            runAsNonRoot: true
+            capabilities: { drop: [ALL] }
 `,
   "proxier-service.yaml": `apiVersion: v1
 kind: Service
@@ -152,11 +182,13 @@ metadata:
     app.kubernetes.io/name: kubeocean-proxier
     ${commonLabels(4)}
 spec:
+  # For in-cluster clients and Prometheus; the API server reaches proxiers by pod IP.
   selector:
     app.kubernetes.io/name: kubeocean-proxier
     app.kubernetes.io/instance: "{{ .BindingName }}"
   ports:
     - { name: kubelet-api, port: 10250, targetPort: kubelet-api }
+    - { name: metrics, port: 8080, targetPort: metrics }
 `,
 };
 
@@ -182,6 +214,8 @@ export interface DeploymentRunnerOptions {
 
 /** The ServiceAccount every rendered syncer runs as (shipped in deploy/manager/rbac.yaml). */
 export const SYNCER_SERVICE_ACCOUNT = "kubeocean-syncer";
+/** The ServiceAccount every rendered proxier runs as (shipped in deploy/manager/rbac.yaml). */
+export const PROXIER_SERVICE_ACCOUNT = "kubeocean-proxier";
 
 /** Renders per-binding Deployments. */
 export class DeploymentRunner implements SyncerRunner {
@@ -238,6 +272,7 @@ export class DeploymentRunner implements SyncerRunner {
       Namespace: this.options.namespace,
       Image: this.options.image,
       ServiceAccountName: SYNCER_SERVICE_ACCOUNT,
+      ProxierServiceAccountName: PROXIER_SERVICE_ACCOUNT,
       SyncerName: `kubeocean-syncer-${clusterID}`,
       ProxierName: `kubeocean-proxier-${clusterID}`,
       KubeconfigHash: kubeconfigHash,

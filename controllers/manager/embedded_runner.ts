@@ -13,7 +13,9 @@ import { Channel } from "../../toolkit/runtime/channel.ts";
 import type { Logger } from "../../toolkit/runtime/log.ts";
 import type { Registry, RuntimeMetrics } from "../../toolkit/runtime/metrics.ts";
 import type { Clock } from "../../toolkit/runtime/clock.ts";
+import type { BindingStreams } from "../proxier/resolve.ts";
 import type { ProxierEndpoint } from "../syncer/context.ts";
+import type { TwinStreams } from "../syncer/provider.ts";
 import { Syncer } from "../syncer/syncer.ts";
 import type { SyncerRunner, SyncerStatus } from "./syncer_runner.ts";
 import { DEFAULT_CLIENT_LIMITS } from "../common/process.ts";
@@ -40,7 +42,7 @@ export interface EmbeddedRunnerOptions {
 }
 
 /** Runs syncers in-process. */
-export class EmbeddedRunner implements SyncerRunner {
+export class EmbeddedRunner implements SyncerRunner, BindingStreams {
   readonly mode = "embedded";
   /** In-process syncers: nothing to list. */
   readonly caches = [];
@@ -62,6 +64,14 @@ export class EmbeddedRunner implements SyncerRunner {
 
   get changes(): AsyncIterable<ObjectRef> {
     return this.#changes;
+  }
+
+  /**
+   * The twin streams of a binding's running syncer, for the manager's kubelet API listener (which
+   * routes by the virtual node's binding label); undefined for a binding not running here.
+   */
+  streamsFor(binding: string): TwinStreams | undefined {
+    return this.#running.get(binding)?.syncer.provider?.streams;
   }
 
   /** The running syncer of a binding (for tests and the demo). */

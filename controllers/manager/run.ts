@@ -25,6 +25,7 @@ import { DeploymentRunner } from "./deployment_runner.ts";
 import { EmbeddedRunner } from "./embedded_runner.ts";
 import { ManagerMetrics } from "./metrics.ts";
 import type { SyncerRunner } from "./syncer_runner.ts";
+import { addKubeletApi, listenerFlagOptions, parseListenerFlags } from "../proxier/listener.ts";
 
 /** The image rendered syncer and proxier Deployments run by default. */
 const DEFAULT_IMAGE = "ghcr.io/kubeocean/kubeocean:0.1.0";
@@ -41,6 +42,7 @@ export async function runManager(args: string[]): Promise<void> {
       "leader-election-id": { type: "string", default: "kubeocean-manager" },
       "proxier-address": { type: "string", default: "127.0.0.1" },
       "proxier-port": { type: "string", default: "10250" },
+      ...listenerFlagOptions("proxier-"),
       "resync-period": { type: "string", default: "300" },
       ...TRUST_OPTION,
       ...clientLimitOptions("kube-client", DEFAULT_CLIENT_LIMITS),
@@ -69,23 +71,40 @@ export async function runManager(args: string[]): Promise<void> {
     leaseName: values["leader-election-id"],
   });
   const recorder = new EventRecorder(observed.transport, { controller: "kubeocean.io/manager", log });
-  const runner: SyncerRunner = mode === "embedded"
+  const proxier = { address: values["proxier-address"], port: Number(values["proxier-port"]) };
+  const embedded = mode === "embedded"
     ? new EmbeddedRunner({
       virtual: observed,
       log,
       registry: metrics.runtime.registry,
       runtimeMetrics: metrics.runtime,
-      proxier: { address: values["proxier-address"], port: Number(values["proxier-port"]) },
+      proxier,
       resyncMs: Number(values["resync-period"]) * 1000,
       trustKubeconfigSecrets,
     })
-    : new DeploymentRunner({
-      client: observed,
-      namespace: values.namespace,
-      image: values.image,
+    : undefined;
+  const runner: SyncerRunner = embedded ?? new DeploymentRunner({
+    client: observed,
+    namespace: values.namespace,
+    image: values.image,
+    log,
+    trustKubeconfigSecrets,
+  });
+  if (embedded) {
+    // One kubelet API listener (on the leader) for every embedded syncer's virtual nodes, routed
+    // by their binding label.
+    await addKubeletApi(manager, {
+      ...parseListenerFlags(values, "proxier-", {
+        listenPort: values["proxier-port"],
+        advertiseAddress: values["proxier-address"],
+        csrNodeName: "kubeocean-manager",
+        portFlag: "proxier-port",
+      }),
+      computing: observed,
+      bindings: embedded,
       log,
-      trustKubeconfigSecrets,
     });
+  }
   clusterBindingController(manager, {
     client: observed,
     runner,

@@ -29,8 +29,19 @@ import type { SyncerMetrics } from "./metrics.ts";
 
 /** Where virtual nodes point the computing cluster for kubelet API calls (the proxier). */
 export interface ProxierEndpoint {
+  /** A fixed address (the default, and the fallback while no proxier pod is ready). */
   address: string;
   port: number;
+  /**
+   * Advertise the pod IP of a ready proxier pod of this binding in this namespace of the computing
+   * cluster (deployment mode): the API server dials the pod directly, as it dials a kubelet.
+   */
+  podNamespace?: string;
+}
+
+/** Labels of a binding's proxier pods (the rendered proxier Deployment's). */
+export function proxierPodSelector(binding: string): string {
+  return `app.kubernetes.io/name=kubeocean-proxier,${LABEL_CLUSTER_BINDING}=${binding}`;
 }
 
 /** Settings of a syncer. */
@@ -111,6 +122,32 @@ export class SyncerContext {
   /** The binding as cached (undefined before the first list, or once it is gone). */
   get binding(): ClusterBinding | undefined {
     return this.bindingInformer.store.get(this.config.bindingName);
+  }
+
+  /** This binding's proxier pods (only with `proxier.podNamespace`). */
+  get proxierPodInformer(): Informer<Pod> | undefined {
+    const namespace = this.config.proxier.podNamespace;
+    if (!namespace) return undefined;
+    return this.manager.cache(this.virtual.core.pods(namespace), {
+      labelSelector: proxierPodSelector(this.config.bindingName),
+    });
+  }
+
+  /**
+   * The address virtual nodes advertise: the fixed one, or the IP of the oldest ready proxier pod
+   * (a stable choice while it lives; another takes over when it goes).
+   */
+  proxierAddress(): string {
+    const informer = this.proxierPodInformer;
+    if (!informer) return this.config.proxier.address;
+    const ready = informer.store.list().filter((pod) =>
+      pod.status?.podIP && !pod.metadata?.deletionTimestamp &&
+      pod.status.conditions?.some((c) => c.type === "Ready" && c.status === "True")
+    ).sort((a, b) =>
+      (a.metadata?.creationTimestamp ?? "").localeCompare(b.metadata?.creationTimestamp ?? "") ||
+      a.metadata!.name!.localeCompare(b.metadata!.name!)
+    );
+    return ready[0]?.status?.podIP ?? this.config.proxier.address;
   }
 
   /** This binding's virtual nodes. */

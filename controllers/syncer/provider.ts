@@ -81,7 +81,19 @@ export interface TwinEvent {
   fieldPath?: string;
 }
 
-/** Streams of a twin, as the kubelet API serves them. */
+/**
+ * A stream was asked of a twin that does not exist (any more), or that is not the twin of the
+ * virtual pod that names it.
+ */
+export class TwinUnavailableError extends Error {
+  override readonly name = "TwinUnavailableError";
+}
+
+/**
+ * Streams of a twin, as the kubelet API serves them. Implementations check that the twin is the
+ * one of `twin.owner` before they open anything (the proxier learns twins from annotations the
+ * virtual pod's owner can edit), and throw {@linkcode TwinUnavailableError} otherwise.
+ */
 export interface TwinStreams {
   /** A container's log (follow, tail, since, timestamps, limits as in `LogOptions`). */
   containerLogs(twin: Twin, container: string, options: LogOptions): Promise<ReadableStream<Uint8Array>>;

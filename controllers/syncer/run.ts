@@ -45,6 +45,7 @@ export async function runSyncer(args: string[]): Promise<void> {
       namespace: { type: "string", default: Deno.env.get("POD_NAMESPACE") ?? SYSTEM_NAMESPACE },
       "proxier-address": { type: "string", default: "127.0.0.1" },
       "proxier-port": { type: "string", default: "10250" },
+      "proxier-pods-namespace": { type: "string" },
       ...clientLimitOptions("virtual-client", DEFAULT_CLIENT_LIMITS),
       ...clientLimitOptions("physical-client", DEFAULT_CLIENT_LIMITS),
       ...TRUST_OPTION,
@@ -74,7 +75,11 @@ export async function runSyncer(args: string[]): Promise<void> {
     new SyncerProcess(manager, virtual, {
       name,
       physicalLimits,
-      proxier: { address: values["proxier-address"], port: Number(values["proxier-port"]) },
+      proxier: {
+        address: values["proxier-address"],
+        port: Number(values["proxier-port"]),
+        podNamespace: values["proxier-pods-namespace"],
+      },
       log,
       trusted: parseTrust(values),
     }),
@@ -120,6 +125,7 @@ class SyncerProcess {
     const hash = await sha256Hex(kubeconfig);
     const physicalConfig = await loadKubeconfigText(kubeconfig, {
       source: `Secret ${ref.namespace}/${ref.name}`,
+      dataOnly: !this.options.trusted,
     });
     const physical = KubeClient.fromConfig(physicalConfig, {
       ...this.options.physicalLimits,

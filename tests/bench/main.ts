@@ -7,11 +7,13 @@
 
 import { benchInformer } from "./informer.ts";
 import { benchNodes } from "./nodes.ts";
+import { benchProxier } from "./proxier.ts";
 import { benchSync } from "./sync.ts";
 
 const benches: Record<string, (args: string[]) => Promise<void>> = {
   informer: benchInformer,
   nodes: benchNodes,
+  proxier: benchProxier,
   sync: benchSync,
 };
 

@@ -1,7 +1,8 @@
 /**
  * The README's first command, as a new user runs it: `deno task demo --exit-when-ready` brings up
- * the clusters, binds both workers, gets every sample pod Running through Kubeocean and exits 0,
- * leaving nothing running.
+ * the clusters, binds both workers, gets every sample pod Running through Kubeocean, runs one
+ * `kubectl logs` and one `kubectl exec` through the computing cluster, and exits 0, leaving
+ * nothing running.
  */
 
 import assert from "node:assert/strict";
@@ -23,6 +24,9 @@ Deno.test({
     const text = new TextDecoder().decode(output.stdout) + new TextDecoder().decode(output.stderr);
     assert.equal(output.code, 0, text.slice(-3000));
     assert.match(text, /computing: 12\/12 Running/);
+    // The printed kubectl logs and exec commands answered through the kubelet API of virtual nodes.
+    assert.match(text, /^kubectl logs hello-\S+: kubeocean envtest: ready$/m);
+    assert.match(text, /^kubectl exec hello-\S+: hello from worker[12]$/m);
     assert.match(text, /Done: nothing is left running\./);
   } finally {
     await Deno.remove(dir, { recursive: true }).catch(() => {});

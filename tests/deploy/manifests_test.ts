@@ -4,7 +4,8 @@
  * real clusters, `kubectl apply` of the CRDs and `deploy/manager/` and `deploy/worker/rbac.yaml`,
  * a ClusterBinding written by hand, and the entrypoint started with those permission flags, the
  * Deployment's own arguments and the manager ServiceAccount's identity bring the binding to Ready
- * with its syncer rendered, then stop cleanly on SIGTERM.
+ * with its syncer rendered, then stop cleanly on SIGTERM; the rendered proxier, run the same way
+ * as the proxier ServiceAccount, obtains its serving certificate and serves the kubelet API.
  */
 
 import assert from "node:assert/strict";
@@ -205,7 +206,8 @@ spec:
           );
           // The syncer's identity and its bindings are shipped, not granted by the manager at run time.
           assert.ok(
-            rendered.items.every((d) => d.spec?.template?.spec?.serviceAccountName === "kubeocean-syncer"),
+            rendered.items.filter((d) => d.metadata?.name?.includes("syncer"))
+              .every((d) => d.spec?.template?.spec?.serviceAccountName === "kubeocean-syncer"),
             "rendered syncers run as the shipped ServiceAccount",
           );
           const crb = await kubectl(computing, [
@@ -223,6 +225,89 @@ spec:
           });
           assert.ok(events.items.length > 0, "the manager records Events about the binding");
           admin.close();
+        },
+      );
+
+      await t.step(
+        "the rendered proxier: its arguments, the run task's permission flags and the proxier ServiceAccount serve the kubelet API",
+        async () => {
+          const admin = await connect(computing);
+          const deployments = await new AppsV1Api(admin).deployments("kubeocean-system").list({
+            labelSelector: "kubeocean.io/cluster-binding=worker",
+          });
+          admin.close();
+          const syncer = deployments.items.find((d) => d.metadata?.name?.includes("syncer"))!;
+          assert.ok(
+            syncer.spec!.template.spec!.containers[0].args!.includes(
+              "--proxier-pods-namespace=kubeocean-system",
+            ),
+            "virtual nodes advertise a proxier pod's IP",
+          );
+          const rendered = deployments.items.find((d) => d.metadata?.name?.includes("proxier"));
+          assert.ok(rendered, "proxier Deployment rendered");
+          const spec = rendered.spec!.template.spec!;
+          assert.equal(spec.serviceAccountName, "kubeocean-proxier");
+          const identity = await computing.addUser(
+            "system:serviceaccount:kubeocean-system:kubeocean-proxier",
+            ["system:serviceaccounts", "system:serviceaccounts:kubeocean-system"],
+          );
+          const kubeconfig = `${dir}/proxier.kubeconfig`;
+          await Deno.writeTextFile(
+            kubeconfig,
+            renderKubeconfig([{
+              name: "computing",
+              server: computing.server,
+              caPem: computing.pki.ca.certPem,
+              certPem: identity.keyPair.certPem,
+              keyPem: identity.keyPair.keyPem,
+              user: "kubeocean-proxier",
+            }]),
+          );
+          const listen = allocatePort();
+          const health = allocatePort();
+          const proxier = new Deno.Command(Deno.execPath(), {
+            args: [
+              "run",
+              ...await runTaskFlags(),
+              new URL("controllers/main.ts", ROOT).pathname,
+              // $(POD_IP) is expanded by the kubelet from the pod's environment.
+              ...spec.containers[0].args!.map((arg) => arg.replace("$(POD_IP)", "127.0.0.1")),
+              `--kubeconfig=${kubeconfig}`,
+              "--listen-address=127.0.0.1",
+              `--listen-port=${listen}`,
+              "--metrics-bind-address=127.0.0.1:0",
+              `--health-probe-bind-address=127.0.0.1:${health}`,
+            ],
+            env: { POD_NAMESPACE: "kubeocean-system", POD_IP: "127.0.0.1" },
+            stdout: "null",
+            stderr: "piped",
+          }).spawn();
+          const stderr = new Response(proxier.stderr).text();
+          try {
+            await eventually("the proxier ready", async () => {
+              const response = await fetch(`http://127.0.0.1:${health}/readyz`).catch(() => undefined);
+              await response?.body?.cancel();
+              return response?.ok;
+            }, { timeoutMs: 90_000, intervalMs: 500 });
+            // Its serving certificate came from a kubelet-serving CSR: the cluster CA verifies it for the IP.
+            const client = Deno.createHttpClient({ caCerts: [computing.pki.ca.certPem] });
+            try {
+              const healthz = await fetch(`https://127.0.0.1:${listen}/healthz`, { client });
+              assert.equal(await healthz.text(), "ok");
+              const anonymous = await fetch(`https://127.0.0.1:${listen}/containerLogs/default/p/c`, {
+                client,
+              });
+              assert.equal(anonymous.status, 401, await anonymous.text());
+            } finally {
+              client.close();
+            }
+          } finally {
+            proxier.kill("SIGTERM");
+            const status = await proxier.status;
+            const text = await stderr;
+            assert.equal(status.code, 0, text.slice(-2000));
+            assert.doesNotMatch(text, /NotCapable|Requires .* access|PermissionDenied|forbidden/i);
+          }
         },
       );
 

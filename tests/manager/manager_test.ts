@@ -420,8 +420,15 @@ envTest("manager: two managers with leader election — only the leader reconcil
   try {
     await installCrd(computing, "kubeocean.io_clusterbindings.yaml");
     await new CoreV1Api(computing).namespaces().create({ metadata: { name: SYSTEM } }).catch(() => {});
+    // The leader serves the kubelet API with a kubelet-serving certificate it requests (CSR mode).
+    const kubeletApiPort = allocatePort();
     for (const port of ports) {
-      managers.push(spawnManager(env.cluster("computing").kubeconfig, port, allocatePort()));
+      managers.push(
+        spawnManager(env.cluster("computing").kubeconfig, port, allocatePort(), [
+          `--proxier-port=${kubeletApiPort}`,
+          `--proxier-client-ca-file=${env.cluster("computing").pki.ca.certFile}`,
+        ]),
+      );
     }
     const holder = await eventually("a leader", async () => (await lease()).spec?.holderIdentity, {
       timeoutMs: 60_000,

@@ -252,14 +252,17 @@ envTest("security: the shipped permissions are least privilege, and admission po
           spec: { capacity: { storage: "1Gi" }, accessModes: ["ReadWriteOnce"], hostPath: { path: "/data" } },
         });
         await refusedBy("kubeocean-syncer-persistentvolumes", () => volumes.delete("the-owners"));
-        const rules = await canI(
-          env.cluster("worker"),
-          "system:serviceaccount:kubeocean-worker:kubeocean-syncer",
-          "kubeocean-worker",
-        );
-        for (const subresource of ["pods/exec", "pods/attach", "pods/portforward", "pods/log"]) {
-          assert.equal(rules.get(subresource), undefined, `${subresource} is granted only with a proxier`);
+        // The proxier's streams: on twins in the mount namespace only, never elsewhere, never nodes/proxy.
+        const user = "system:serviceaccount:kubeocean-worker:kubeocean-syncer";
+        const inMount = await canI(env.cluster("worker"), user, "kubeocean-worker");
+        const elsewhere = await canI(env.cluster("worker"), user, "default");
+        for (const subresource of ["pods/exec", "pods/attach", "pods/portforward"]) {
+          assert.deepEqual(inMount.get(subresource)?.sort(), ["create", "get"], subresource);
+          assert.equal(elsewhere.get(subresource), undefined, `${subresource} outside the mount namespace`);
         }
+        assert.deepEqual(inMount.get("pods/log"), ["get"]);
+        assert.equal(elsewhere.get("pods/log"), undefined);
+        assert.equal(inMount.get("nodes/proxy"), undefined, "nodes/proxy reaches every pod of a node");
       },
     );
   } finally {

@@ -14,6 +14,7 @@ const data: TemplateData = {
   Namespace: "kubeocean-system",
   Image: "ghcr.io/kubeocean/kubeocean:0.1.0",
   ServiceAccountName: "kubeocean-syncer",
+  ProxierServiceAccountName: "kubeocean-proxier",
   SyncerName: "kubeocean-syncer-w1",
   ProxierName: "kubeocean-proxier-w1",
   KubeconfigHash: "0123456789abcdef",

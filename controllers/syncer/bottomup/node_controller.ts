@@ -30,7 +30,7 @@ import {
   TAINT_VNODE,
   TAINT_VNODE_DELETING,
 } from "../../common/names.ts";
-import { BY_NODE, nodeNameOf, type SyncerContext } from "../context.ts";
+import { BY_NODE, nodeNameOf, proxierPodSelector, type SyncerContext } from "../context.ts";
 import { applyLimits, freeCapacity, isNonTerminal, toResourceList } from "./capacity.ts";
 import { NodeNameConflicts } from "./name_conflicts.ts";
 import { NodeFigures } from "./node_figures.ts";
@@ -74,10 +74,18 @@ export function nodeController(
     return physical ? [{ name: physical }] : [];
   };
 
-  const controller: Controller<Node> = ctx.manager.controller(ctx.physical.core.nodes(), {
+  const builder = ctx.manager.controller(ctx.physical.core.nodes(), {
     name: `vnodes/${bindingName}`,
     concurrency: 64,
-  })
+  });
+  const proxierNamespace = ctx.config.proxier.podNamespace;
+  if (proxierNamespace) {
+    // Virtual nodes advertise a proxier pod's IP: every node follows when the chosen pod changes.
+    builder.watches(ctx.virtual.core.pods(proxierNamespace), (_pod, _event, nodes) => everyNode(nodes), {
+      labelSelector: proxierPodSelector(bindingName),
+    });
+  }
+  const controller: Controller<Node> = builder
     // Other workloads' pods change what can be leased; twins do not (they run on the lease).
     .watches(ctx.physical.core.pods(), (pod) => pod.spec?.nodeName ? [{ name: pod.spec.nodeName }] : [], {
       indexers: { [BY_NODE]: nodeNameOf },
@@ -225,7 +233,7 @@ export function nodeController(
       allocatable: resources,
       conditions: (physical.status?.conditions ?? []).map((c) => ({ ...c, lastHeartbeatTime: heartbeat })),
       addresses: [
-        { type: "InternalIP", address: ctx.config.proxier.address },
+        { type: "InternalIP", address: ctx.proxierAddress() },
         { type: "Hostname", address: vname },
       ],
       daemonEndpoints: { kubeletEndpoint: { Port: ctx.config.proxier.port } },

@@ -335,7 +335,7 @@ export class PodLifecycleController {
 
   async #syncStatus(pod: Pod, twin: Twin): Promise<void> {
     if (isTerminal(pod.status)) return; // terminal phases never regress
-    const status = statusFromTwin(twin.status, pod.status, this.ctx.config.proxier.address);
+    const status = statusFromTwin(twin.status, pod.status, this.ctx.proxierAddress());
     if (!status) return;
     const current = pod.status ?? {};
     const desired = comparableStatus({ ...current, ...status });

@@ -74,7 +74,8 @@ export class WorkerPodProvider implements PodProvider {
   readonly #nodes: Informer<Node>;
   /** The mount namespace (its Pod Security label). */
   readonly #namespace: Informer<Namespace>;
-  readonly #streams: WorkerStreams;
+  /** Streams of twins (the kubelet API proxy's side of the seam). */
+  readonly streams: WorkerStreams;
 
   constructor(readonly ctx: SyncerContext) {
     this.location = `cluster ${ctx.config.clusterID}`;
@@ -90,7 +91,10 @@ export class WorkerPodProvider implements PodProvider {
     this.usage = new DependencyUsage(ctx);
     this.dependencies = new Dependencies(this.objects, this.claims, this.tokens);
     this.garbage = new WorkerGarbage(ctx, this.objects, this.claims, this.usage);
-    this.#streams = new WorkerStreams(ctx.physical.client);
+    this.streams = new WorkerStreams(ctx.physical.client, {
+      name: ctx.config.bindingName,
+      mountNamespace: ctx.config.mountNamespace,
+    });
     mirrorController(ctx, "ConfigMap", this.objects, this.usage);
     mirrorController(ctx, "Secret", this.objects, this.usage);
     tokenController(ctx, this.tokens, this.usage);
@@ -273,7 +277,7 @@ export class WorkerPodProvider implements PodProvider {
   }
 
   containerLogs(twin: Twin, container: string, options: LogOptions): Promise<ReadableStream<Uint8Array>> {
-    return this.#streams.containerLogs(twin.ref, container, options);
+    return this.streams.containerLogs(twin, container, options);
   }
 
   exec(
@@ -281,15 +285,15 @@ export class WorkerPodProvider implements PodProvider {
     request: RemoteCommandOptions & { command: string[] },
     signal?: AbortSignal,
   ): Promise<RemoteCommandSession> {
-    return this.#streams.remoteCommand("exec", twin.ref, request, signal);
+    return this.streams.exec(twin, request, signal);
   }
 
   attach(twin: Twin, request: RemoteCommandOptions, signal?: AbortSignal): Promise<RemoteCommandSession> {
-    return this.#streams.remoteCommand("attach", twin.ref, request, signal);
+    return this.streams.attach(twin, request, signal);
   }
 
   portForward(twin: Twin, port: number, signal?: AbortSignal): Promise<PortForwardStream> {
-    return this.#streams.portForward(twin.ref, port, signal);
+    return this.streams.portForward(twin, port, signal);
   }
 
   /** Twins are the binding's pods in the mount namespace, labelled as Kubeocean's. */
