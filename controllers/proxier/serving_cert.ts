@@ -168,7 +168,7 @@ interface Issued {
  * before it expires.
  *
  * Every {@linkcode obtain} uses a fresh key and a fresh CSR named
- * `kubeocean-proxier-<nodeName>-<random>` (so replicas never collide), labelled
+ * `<nodeName>-<random>` (so replicas never collide), labelled
  * `app.kubernetes.io/part-of: kubeocean`. CSRs are deleted best effort once they are of no use: a
  * CSR whose certificate was superseded by a newer one from this object, and a CSR that was
  * denied, failed or not issued in time. The CSR of the certificate in use is kept (visible with
@@ -474,14 +474,14 @@ function errorText(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
-/** `kubeocean-proxier-<nodeName>-<5 random>`, reduced to the characters an object name allows. */
+/** `<nodeName>-<5 random>`, reduced to the characters an object name allows. */
 function csrName(nodeName: string): string {
   const stem = nodeName.toLowerCase().replace(/[^a-z0-9.-]+/g, "-").replace(/^[^a-z0-9]+|[^a-z0-9]+$/g, "")
     .slice(0, 200);
   const alphabet = "bcdfghjklmnpqrstvwxz2456789";
   const random = Array.from(crypto.getRandomValues(new Uint8Array(5)), (b) => alphabet[b % alphabet.length])
     .join("");
-  return `kubeocean-proxier-${stem ? `${stem}-` : ""}${random}`;
+  return `${stem || "kubeocean-proxier"}-${random}`;
 }
 
 // --- PKCS#10 ------------------------------------------------------------------------------------

@@ -147,7 +147,7 @@ envTest("proxier serving certificate: kubelet-serving CSR and files", {
       const mine = await csrs.list({ labelSelector: "app.kubernetes.io/part-of=kubeocean" });
       assert.equal(mine.items.length, 1);
       const csr = mine.items[0];
-      assert.match(csr.metadata?.name ?? "", new RegExp(`^kubeocean-proxier-${NODE}-[a-z0-9]{5}$`));
+      assert.match(csr.metadata?.name ?? "", new RegExp(`^${NODE}-[a-z0-9]{5}$`));
       assert.deepEqual(csr.metadata?.labels, { ...CSR_LABELS });
       assert.equal(csr.spec.signerName, KUBELET_SERVING_SIGNER);
       assert.deepEqual(csr.spec.usages, ["digital signature", "server auth"]);
@@ -222,7 +222,7 @@ envTest("proxier serving certificate: kubelet-serving CSR and files", {
         // The CSRs of superseded certificates are deleted; the one of the certificate in use stays.
         const issuedBy = async () => {
           const list = await csrs.list({ labelSelector: "app.kubernetes.io/part-of=kubeocean" });
-          return list.items.filter((c) => c.metadata?.name?.startsWith(`kubeocean-proxier-${NODE}-renew-`))
+          return list.items.filter((c) => c.metadata?.name?.startsWith(`${NODE}-renew-`))
             .map((c) => atob(c.status?.certificate ?? ""));
         };
         const current = source.current?.certPem;
