@@ -53,7 +53,7 @@ import { ignoreNotFound, isConflict } from "../../toolkit/client/errors.ts";
 import { objectPath } from "../../toolkit/client/resource.ts";
 import type { ResourceClient } from "../../toolkit/client/resource_client.ts";
 import { type Logger, silentLogger } from "../../toolkit/runtime/log.ts";
-import { sleep } from "../../toolkit/util/mod.ts";
+import { concatBytes, sleep } from "../../toolkit/util/mod.ts";
 
 /** A serving certificate (PEM, possibly followed by intermediates), its key and validity. */
 export interface ServingCertificate {
@@ -557,13 +557,7 @@ function tlv(tag: number, content: Uint8Array): Uint8Array<ArrayBuffer> {
 }
 
 function concat(...parts: Uint8Array[]): Uint8Array<ArrayBuffer> {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return out;
+  return concatBytes(parts);
 }
 
 function sequence(...items: Uint8Array[]): Uint8Array<ArrayBuffer> {

@@ -14,7 +14,6 @@ import { KubeoceanIoV1beta1Api } from "../../apis/kubeocean.io/v1beta1/mod.ts";
 import { CoreV1Api } from "../../apis/core/v1/mod.ts";
 import { AppsV1Api } from "../../apis/apps/v1/mod.ts";
 import { renderWorkerRbac } from "../../deploy/render_worker_rbac.ts";
-import { renderKubeconfig } from "../../toolkit/envtest/kubeconfig_file.ts";
 import { connect, envTest, eventually } from "../../toolkit/envtest/testing.ts";
 import { allocatePort } from "../../toolkit/envtest/ports.ts";
 
@@ -83,6 +82,12 @@ envTest(
       return result.stdout;
     };
     const dir = await Deno.makeTempDir({ prefix: "kubeocean-deploy-test-" });
+    /** A kubeconfig with the identity a token of ServiceAccount kubeocean-system/`name` gives. */
+    const asServiceAccount = async (name: string) =>
+      (await computing.addUser(`system:serviceaccount:kubeocean-system:${name}`, [
+        "system:serviceaccounts",
+        "system:serviceaccounts:kubeocean-system",
+      ])).kubeconfig;
     let manager: Deno.ChildProcess | undefined;
     try {
       await t.step("kubectl apply: CRDs and deploy/manager in the computing cluster", async () => {
@@ -155,26 +160,7 @@ spec:
             .map((d) => d.toJS())
             .find((o) => o.kind === "Deployment");
           const container = deployment.spec.template.spec.containers[0];
-          // The manager's identity, as its ServiceAccount token would give it.
-          const identity = await computing.addUser(
-            "system:serviceaccount:kubeocean-system:kubeocean-manager",
-            [
-              "system:serviceaccounts",
-              "system:serviceaccounts:kubeocean-system",
-            ],
-          );
-          const kubeconfig = `${dir}/manager.kubeconfig`;
-          await Deno.writeTextFile(
-            kubeconfig,
-            renderKubeconfig([{
-              name: "computing",
-              server: computing.server,
-              caPem: computing.pki.ca.certPem,
-              certPem: identity.keyPair.certPem,
-              keyPem: identity.keyPair.keyPem,
-              user: "kubeocean-manager",
-            }]),
-          );
+          const kubeconfig = await asServiceAccount("kubeocean-manager");
           const health = allocatePort();
           manager = new Deno.Command(Deno.execPath(), {
             args: [
@@ -247,22 +233,7 @@ spec:
           assert.ok(rendered, "proxier Deployment rendered");
           const spec = rendered.spec!.template.spec!;
           assert.equal(spec.serviceAccountName, "kubeocean-proxier");
-          const identity = await computing.addUser(
-            "system:serviceaccount:kubeocean-system:kubeocean-proxier",
-            ["system:serviceaccounts", "system:serviceaccounts:kubeocean-system"],
-          );
-          const kubeconfig = `${dir}/proxier.kubeconfig`;
-          await Deno.writeTextFile(
-            kubeconfig,
-            renderKubeconfig([{
-              name: "computing",
-              server: computing.server,
-              caPem: computing.pki.ca.certPem,
-              certPem: identity.keyPair.certPem,
-              keyPem: identity.keyPair.keyPem,
-              user: "kubeocean-proxier",
-            }]),
-          );
+          const kubeconfig = await asServiceAccount("kubeocean-proxier");
           const listen = allocatePort();
           const health = allocatePort();
           const proxier = new Deno.Command(Deno.execPath(), {

@@ -14,19 +14,13 @@ import {
   ANNOTATION_PHYSICAL_POD_UID,
   LABEL_CLUSTER_BINDING,
 } from "../../controllers/common/names.ts";
-import { SyncerContext } from "../../controllers/syncer/context.ts";
 import { SyncerMetrics } from "../../controllers/syncer/metrics.ts";
 import { PodAudit } from "../../controllers/syncer/topdown/pod_audit.ts";
 import { PodLifecycleController } from "../../controllers/syncer/topdown/pod_lifecycle.ts";
-import { KubeClient } from "../../toolkit/client/client.ts";
 import type { ReconcileOutcome } from "../../toolkit/runtime/controller.ts";
-import { EventRecorder } from "../../toolkit/runtime/events.ts";
-import { Logger } from "../../toolkit/runtime/log.ts";
-import { Manager } from "../../toolkit/runtime/manager.ts";
-import { Registry, RuntimeMetrics } from "../../toolkit/runtime/metrics.ts";
-import { MemoryApiServer } from "../../toolkit/testing/mod.ts";
 import { eventually } from "../../toolkit/envtest/testing.ts";
 import { FakeProvider } from "../fixtures/fake_provider.ts";
+import { memorySyncerContext } from "../fixtures/memory_syncer.ts";
 
 const VNODE = "vnode-w1-node1";
 const HOST_IP = "10.0.0.9";
@@ -34,31 +28,10 @@ const FINALIZER = "kubeocean.io/twin-w1";
 
 /** A running lifecycle controller with its clusters and provider. */
 async function lifecycle() {
-  const computing = new MemoryApiServer();
-  const worker = new MemoryApiServer();
-  const virtual = new KubeClient(computing.transport());
-  const registry = new Registry();
-  const manager = new Manager({
-    name: "test",
-    metrics: new RuntimeMetrics(registry, { defaultMetrics: false }),
-    logger: new Logger({ level: Deno.env.get("KUBEOCEAN_TEST_VERBOSE") ? "debug" : "error" }),
+  const { ctx, computing, virtual, manager, registry } = memorySyncerContext({
+    address: HOST_IP,
+    port: 10250,
   });
-  const ctx = new SyncerContext(
-    virtual,
-    new KubeClient(worker.transport()),
-    {
-      bindingName: "w1",
-      clusterID: "w1",
-      mountNamespace: "mount",
-      proxier: { address: HOST_IP, port: 10250 },
-      resyncMs: 300_000,
-      leaseDurationSeconds: 40,
-      leaseRenewMs: 10_000,
-    },
-    manager,
-    new EventRecorder(virtual.transport, { controller: "kubeocean.io/syncer", seriesPatchIntervalMs: 0 }),
-    SyncerMetrics.of(registry),
-  );
   const provider = new FakeProvider();
   const pods = new PodLifecycleController(ctx, provider);
   const audit = new PodAudit(ctx, provider);

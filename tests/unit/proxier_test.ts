@@ -14,18 +14,11 @@ import { logOptionsOf } from "../../controllers/proxier/logs.ts";
 import { wantedStreams } from "../../controllers/proxier/remotecommand.ts";
 import { parsePodPath, refuseUpgrade } from "../../controllers/proxier/server.ts";
 import { acceptSpdy, isSpdyUpgrade, isWebSocketUpgrade } from "../../controllers/proxier/upgrade.ts";
-import { SyncerContext } from "../../controllers/syncer/context.ts";
-import { SyncerMetrics } from "../../controllers/syncer/metrics.ts";
 import { TwinUnavailableError } from "../../controllers/syncer/provider.ts";
-import { KubeClient } from "../../toolkit/client/client.ts";
 import { ApiError, type Status } from "../../toolkit/client/errors.ts";
 import { withExitCode } from "../../toolkit/client/pod_client.ts";
 import { eventually } from "../../toolkit/envtest/testing.ts";
-import { EventRecorder } from "../../toolkit/runtime/events.ts";
-import { Logger } from "../../toolkit/runtime/log.ts";
-import { Manager } from "../../toolkit/runtime/manager.ts";
-import { Registry, RuntimeMetrics } from "../../toolkit/runtime/metrics.ts";
-import { MemoryApiServer } from "../../toolkit/testing/mod.ts";
+import { memorySyncerContext } from "../fixtures/memory_syncer.ts";
 
 /** A socket that records what is written to it. */
 class RecordingSocket extends Duplex {
@@ -180,30 +173,11 @@ Deno.test("exec status: an exit code only in the message (kwok) becomes the Exit
 });
 
 Deno.test("deployment mode: virtual nodes advertise a ready proxier pod's IP (oldest, then by name) and follow it", async () => {
-  const computing = new MemoryApiServer();
-  const virtual = new KubeClient(computing.transport());
-  const registry = new Registry();
-  const manager = new Manager({
-    name: "test",
-    metrics: new RuntimeMetrics(registry, { defaultMetrics: false }),
-    logger: new Logger({ level: "error" }),
+  const { ctx, virtual } = memorySyncerContext({
+    address: "127.0.0.1",
+    port: 10250,
+    podNamespace: "kubeocean-system",
   });
-  const ctx = new SyncerContext(
-    virtual,
-    new KubeClient(new MemoryApiServer().transport()),
-    {
-      bindingName: "w1",
-      clusterID: "w1",
-      mountNamespace: "mount",
-      proxier: { address: "127.0.0.1", port: 10250, podNamespace: "kubeocean-system" },
-      resyncMs: 300_000,
-      leaseDurationSeconds: 40,
-      leaseRenewMs: 10_000,
-    },
-    manager,
-    new EventRecorder(virtual.transport, { controller: "kubeocean.io/syncer", seriesPatchIntervalMs: 0 }),
-    SyncerMetrics.of(registry),
-  );
   const pods = new CoreV1Api(virtual).pods("kubeocean-system");
   // Created within one second: the same creationTimestamp, so the name decides.
   const proxierPod = async (name: string, ip: string, ready: boolean, binding = "w1") => {

@@ -13,7 +13,6 @@ import {
   FLAG_FIN,
   FrameParser,
   GoAwayStatus,
-  HeaderCompressor,
   HeaderDecompressor,
   isCompressedFrame,
   RstStatus,
@@ -22,6 +21,8 @@ import {
   SpdySession,
 } from "../../toolkit/streaming/spdy.ts";
 import type { SpdyFrame, SpdyStream, WireFrame } from "../../toolkit/streaming/spdy.ts";
+import { concatBytes } from "../../toolkit/util/mod.ts";
+import { encodeFrames } from "../fixtures/spdy.ts";
 
 const SEED = Number(Deno.env.get("SPDY_FUZZ_SEED") ?? 0x5eed);
 const SCALE = Number(Deno.env.get("SPDY_FUZZ_SCALE") ?? 1);
@@ -38,33 +39,10 @@ function prng(seed: number): () => number {
   };
 }
 
-function concatBytes(chunks: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-  let offset = 0;
-  for (const c of chunks) {
-    out.set(c, offset);
-    offset += c.length;
-  }
-  return out;
-}
-
 const text = (s: string) => new TextEncoder().encode(s);
 
 /** A valid client→server byte stream (one header compressor, wire order). */
-async function clientStream(frames: SpdyFrame[]): Promise<Uint8Array> {
-  const compressor = new HeaderCompressor();
-  const out: Uint8Array[] = [];
-  for (const frame of frames) {
-    if (frame.type === "SYN_STREAM" || frame.type === "SYN_REPLY" || frame.type === "HEADERS") {
-      const { headers, ...rest } = frame;
-      out.push(serializeFrame({ ...rest, headerBlock: await compressor.compress(headers) } as WireFrame));
-    } else {
-      out.push(serializeFrame(frame));
-    }
-  }
-  compressor.close();
-  return concatBytes(out);
-}
+const clientStream = (frames: SpdyFrame[]) => encodeFrames(frames);
 
 const SEEDS: Uint8Array[] = await Promise.all([
   clientStream([

@@ -36,22 +36,14 @@ import {
   SpdyStreamResetError,
 } from "../../toolkit/streaming/spdy.ts";
 import type { SpdyFrame, SpdySessionOptions, SpdyStream, WireFrame } from "../../toolkit/streaming/spdy.ts";
+import { concatBytes } from "../../toolkit/util/mod.ts";
+import { encodeFrames } from "../fixtures/spdy.ts";
 
 const hex = (s: string) =>
   new Uint8Array((s.replace(/\s+/g, "").match(/../g) ?? []).map((b) => parseInt(b, 16)));
 const toHex = (b: Uint8Array) => [...b].map((x) => x.toString(16).padStart(2, "0")).join("");
 const text = (s: string) => new TextEncoder().encode(s);
 const str = (b: Uint8Array) => new TextDecoder().decode(b);
-
-function concatBytes(chunks: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-  let offset = 0;
-  for (const c of chunks) {
-    out.set(c, offset);
-    offset += c.length;
-  }
-  return out;
-}
 
 /** Deterministic test payload. */
 function pattern(length: number, seed: number): Uint8Array {
@@ -61,19 +53,7 @@ function pattern(length: number, seed: number): Uint8Array {
 }
 
 /** Encodes frames with one compressor (wire order) into one byte string. */
-async function encodeAll(frames: SpdyFrame[], compressor = new HeaderCompressor()): Promise<Uint8Array> {
-  const out: Uint8Array[] = [];
-  for (const frame of frames) {
-    if (frame.type === "SYN_STREAM" || frame.type === "SYN_REPLY" || frame.type === "HEADERS") {
-      const { headers, ...rest } = frame;
-      out.push(serializeFrame({ ...rest, headerBlock: await compressor.compress(headers) } as WireFrame));
-    } else {
-      out.push(serializeFrame(frame));
-    }
-  }
-  compressor.close();
-  return concatBytes(out);
-}
+const encodeAll = encodeFrames;
 
 /** Parses and decompresses, feeding `bytes` in the given chunk sizes. */
 async function decodeAll(bytes: Uint8Array, chunkSize?: (i: number) => number): Promise<SpdyFrame[]> {

@@ -10,6 +10,7 @@
  */
 
 import assert from "node:assert/strict";
+import { concatBytes } from "../../toolkit/util/mod.ts";
 import type { Buffer } from "node:buffer";
 import https from "node:https";
 import type { AddressInfo } from "node:net";
@@ -209,16 +210,6 @@ async function readMessages(
   return messages;
 }
 
-function concat(chunks: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(chunks.reduce((n, c) => n + c.byteLength, 0));
-  let offset = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, offset);
-    offset += chunk.byteLength;
-  }
-  return out;
-}
-
 function randomBytes(size: number): Uint8Array {
   const bytes = new Uint8Array(size);
   for (let offset = 0; offset < size; offset += 65536) {
@@ -265,8 +256,8 @@ wsTest(
       const echoed = await readMessages(reader, payload.length / chunk);
       await sending;
       assert.ok(echoed.every((m) => m.byteLength === chunk), "message boundaries are kept");
-      assert.deepEqual(concat(echoed), payload);
-      assert.deepEqual(concat(received), payload);
+      assert.deepEqual(concatBytes(echoed), payload);
+      assert.deepEqual(concatBytes(received), payload);
 
       assert.equal(
         await Promise.race([client.ping().then(() => "pong"), sleep(2_000).then(() => "timeout")]),

@@ -10,6 +10,8 @@
  * @module
  */
 
+import { concatBytes } from "../util/mod.ts";
+
 const WORDS = [
   "options",
   "head",
@@ -105,13 +107,7 @@ function build(): Uint8Array {
     parts.push(prefix, bytes);
   }
   parts.push(encoder.encode(TAIL));
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return out;
+  return concatBytes(parts);
 }
 
 /** The 1423-byte SPDY/3 zlib preset dictionary. Treat as read-only. */

@@ -28,6 +28,7 @@
 import { Buffer } from "node:buffer";
 import { constants as zlibConstants, createDeflateRaw, createInflate } from "node:zlib";
 import type { DeflateRaw, Inflate } from "node:zlib";
+import { concatBytes } from "../util/mod.ts";
 import { SPDY3_DICTIONARY } from "./spdy_dictionary.ts";
 
 export { SPDY3_DICTIONARY } from "./spdy_dictionary.ts";
@@ -847,15 +848,8 @@ function toUint8(buffer: Buffer): Uint8Array {
   return new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength);
 }
 
-function concat(chunks: Uint8Array[], total?: number): Uint8Array {
-  if (chunks.length === 1) return chunks[0];
-  const out = new Uint8Array(total ?? chunks.reduce((n, c) => n + c.length, 0));
-  let offset = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return out;
+function concat(chunks: Uint8Array[]): Uint8Array {
+  return chunks.length === 1 ? chunks[0] : concatBytes(chunks);
 }
 
 /**
@@ -945,7 +939,7 @@ export class HeaderCompressor {
         size += this.#prefix.length;
         this.#prefix = undefined;
       }
-      return concat(chunks, size);
+      return concat(chunks);
     });
     this.#queue = result.catch(() => {});
     return result;
@@ -1016,7 +1010,7 @@ export class HeaderDecompressor {
         throw fail(this.#error);
       }
       if (this.#error) throw fail(this.#error);
-      const out = concat(this.#sink.chunks, this.#sink.size);
+      const out = concat(this.#sink.chunks);
       this.#sink.chunks = [];
       this.#sink.size = 0;
       return out;

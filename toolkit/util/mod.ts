@@ -1,6 +1,6 @@
 /**
- * Small helpers the client, the runtime and controllers share: waiting, hashing and
- * de-duplicating concurrent work.
+ * Small helpers the client, the runtime and controllers share: waiting, hashing, joining bytes
+ * and de-duplicating concurrent work.
  *
  * @module
  */
@@ -19,6 +19,17 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
     };
     signal?.addEventListener("abort", onAbort, { once: true });
   });
+}
+
+/** The bytes of `chunks`, one after the other, in one new array. */
+export function concatBytes(chunks: readonly Uint8Array[]): Uint8Array<ArrayBuffer> {
+  const out = new Uint8Array(chunks.reduce((n, c) => n + c.byteLength, 0));
+  let offset = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return out;
 }
 
 /** SHA-256 of a text as lowercase hex. */
