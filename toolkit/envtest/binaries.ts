@@ -1,6 +1,7 @@
 /**
  * Finds or builds the pinned control-plane binaries: kube-apiserver, kube-controller-manager,
- * kube-scheduler and kubectl (Kubernetes), etcd and kwok.
+ * kube-scheduler and kubectl (Kubernetes), etcd and kwok — and, only when a cluster asks for it,
+ * metrics-server ({@linkcode ensureMetricsServer}, a separate cache directory).
  *
  * Resolution order, per binary: `$KUBEBUILDER_ASSETS` (the envtest convention) → a versioned cache
  * outside the repository (`$KUBEOCEAN_CACHE_DIR` or `~/.cache/kubeocean/bin/<key>/`) → a build from
@@ -20,6 +21,8 @@ export interface BinaryVersions {
   etcd: string;
   /** kwok release, e.g. `v0.8.0`. */
   kwok: string;
+  /** metrics-server release, e.g. `v0.8.0`; built only on demand ({@linkcode ensureMetricsServer}). */
+  metricsServer: string;
 }
 
 /** The versions this project is tested with. */
@@ -27,6 +30,7 @@ export const DEFAULT_VERSIONS: Readonly<BinaryVersions> = Object.freeze({
   kubernetes: "v1.36.3",
   etcd: "v3.6.16",
   kwok: "v0.8.0",
+  metricsServer: "v0.8.0",
 });
 
 /** Absolute paths of the binaries an environment runs. */
@@ -39,6 +43,11 @@ export interface ControlPlaneBinaries {
   kwok: string;
   /** Directory holding kwok's Stage manifests (from the kwok module) used to configure kwok. */
   kwokStages: string;
+  /**
+   * metrics-server, only when asked for ({@linkcode ensureMetricsServer}, or
+   * `ensureBinaries({ metricsServer: true })`); clusters with `metricsServer: true` need it.
+   */
+  metricsServer?: string;
   versions: BinaryVersions;
 }
 
@@ -53,6 +62,8 @@ export interface EnsureBinariesOptions {
   log?: (line: string) => void;
   /** Set to false to fail instead of building when binaries are missing. */
   allowBuild?: boolean;
+  /** Also find or build metrics-server (default false: the other binaries do not need it). */
+  metricsServer?: boolean;
 }
 
 const FILES = {
@@ -82,9 +93,7 @@ function defaultLog(line: string): void {
 
 /** The cache key of a version set on this platform, e.g. `k8s-v1.36.3_etcd-v3.6.16_kwok-v0.8.0_linux-amd64`. */
 export function cacheKey(versions: BinaryVersions): string {
-  const arch = ({ x86_64: "amd64", aarch64: "arm64" } as Record<string, string>)[Deno.build.arch] ??
-    Deno.build.arch;
-  return `k8s-${versions.kubernetes}_etcd-${versions.etcd}_kwok-${versions.kwok}_${Deno.build.os}-${arch}`;
+  return `k8s-${versions.kubernetes}_etcd-${versions.etcd}_kwok-${versions.kwok}_${Deno.build.os}-${goArch()}`;
 }
 
 /** The default cache root: `$KUBEOCEAN_CACHE_DIR`, else `$XDG_CACHE_HOME/kubeocean/bin`, else `~/.cache/kubeocean/bin`. */
@@ -106,10 +115,13 @@ export async function ensureBinaries(options: EnsureBinariesOptions = {}): Promi
   const assetsDir = options.assetsDir ?? Deno.env.get("KUBEBUILDER_ASSETS");
   const cacheDir = `${options.cacheRoot ?? defaultCacheRoot()}/${cacheKey(versions)}`;
 
+  const withMetricsServer = async (binaries: ControlPlaneBinaries): Promise<ControlPlaneBinaries> =>
+    options.metricsServer ? { ...binaries, metricsServer: await ensureMetricsServer(options) } : binaries;
+
   const found = await lookUp(assetsDir, cacheDir);
   const missing = (Object.keys(FILES) as BinaryName[]).filter((name) => !found[name]);
   const stagesReady = await hasStages(cacheDir);
-  if (missing.length === 0 && stagesReady) return assemble(found, cacheDir, versions);
+  if (missing.length === 0 && stagesReady) return withMetricsServer(assemble(found, cacheDir, versions));
 
   if (options.allowBuild === false) {
     throw new Error(
@@ -119,7 +131,74 @@ export async function ensureBinaries(options: EnsureBinariesOptions = {}): Promi
   }
   await buildIntoCache(cacheDir, versions, log);
   const rebuilt = await lookUp(assetsDir, cacheDir);
-  return assemble(rebuilt, cacheDir, versions);
+  return withMetricsServer(assemble(rebuilt, cacheDir, versions));
+}
+
+/** The cache key of a metrics-server version on this platform, e.g. `metrics-server-v0.8.0_linux-amd64`. */
+export function metricsServerCacheKey(version: string): string {
+  return `metrics-server-${version}_${Deno.build.os}-${goArch()}`;
+}
+
+/**
+ * Returns the path of the pinned metrics-server (`sigs.k8s.io/metrics-server`,
+ * {@linkcode DEFAULT_VERSIONS}`.metricsServer`), building it on first use. Lookup order as for the
+ * other binaries: `$KUBEBUILDER_ASSETS/metrics-server` → the cache
+ * `<cacheRoot>/metrics-server-<version>_<os>-<arch>/` → `go install` in the module's own context
+ * (its own go.mod and the Kubernetes staging versions it pins), under a file lock. Only clusters
+ * started with `metricsServer: true` call this, so the other tests never pay for the build.
+ */
+export async function ensureMetricsServer(
+  options: Omit<EnsureBinariesOptions, "metricsServer"> = {},
+): Promise<string> {
+  const version = options.versions?.metricsServer ?? DEFAULT_VERSIONS.metricsServer;
+  const log = options.log ?? defaultLog;
+  const assetsDir = options.assetsDir ?? Deno.env.get("KUBEBUILDER_ASSETS");
+  const cacheDir = `${options.cacheRoot ?? defaultCacheRoot()}/${metricsServerCacheKey(version)}`;
+  const binary = `${cacheDir}/metrics-server`;
+  if (assetsDir && await isExecutable(`${assetsDir}/metrics-server`)) return `${assetsDir}/metrics-server`;
+  if (await exists(`${cacheDir}/.complete`) && await isExecutable(binary)) return binary;
+  if (options.allowBuild === false) {
+    throw new Error(
+      `metrics-server ${version} is missing (looked in ${
+        assetsDir ? `$KUBEBUILDER_ASSETS=${assetsDir} and ` : ""
+      }${cacheDir})`,
+    );
+  }
+  await withBuildLock(cacheDir, log, async () => {
+    if (await exists(`${cacheDir}/.complete`) && await isExecutable(binary)) return;
+    const go = await findGo(
+      `metrics-server ${version} is not available and Go is not installed to build it.\n` +
+        `  Either install Go 1.${MIN_GO_MINOR} or newer (it builds sigs.k8s.io/metrics-server@${version} from the\n` +
+        "  Go module proxy once, into the cache), or set KUBEBUILDER_ASSETS to a directory holding a\n" +
+        "  metrics-server binary, or start the cluster without metricsServer.",
+    );
+    const staging = `${cacheDir}.building-${Deno.pid}`;
+    await Deno.remove(staging, { recursive: true }).catch(() => {});
+    await Deno.mkdir(`${staging}/out`, { recursive: true });
+    const started = Date.now();
+    log(
+      `building metrics-server ${version} with ${go.version} into ${cacheDir}` +
+        " (a cold build takes 3–4 minutes on 2 cores and about 1.5 GB of Go build cache)",
+    );
+    const builder = new GoBuilder(go.path, staging, log);
+    await builder.buildMetricsServer(version);
+    await verifyVersion(`${staging}/out/metrics-server`, version);
+    await Deno.writeTextFile(
+      `${staging}/out/.complete`,
+      JSON.stringify({ metricsServer: version, go: go.version, builtAt: new Date().toISOString() }, null, 2) +
+        "\n",
+    );
+    await Deno.remove(cacheDir, { recursive: true }).catch(() => {});
+    await Deno.rename(`${staging}/out`, cacheDir);
+    await Deno.remove(staging, { recursive: true }).catch(() => {});
+    log(`metrics-server ready in ${formatDuration(Date.now() - started)}: ${binary}`);
+  });
+  return binary;
+}
+
+function goArch(): string {
+  return ({ x86_64: "amd64", aarch64: "arm64" } as Record<string, string>)[Deno.build.arch] ??
+    Deno.build.arch;
 }
 
 async function lookUp(
@@ -175,16 +254,14 @@ async function buildIntoCache(
   versions: BinaryVersions,
   log: (line: string) => void,
 ): Promise<void> {
-  const root = cacheDir.slice(0, cacheDir.lastIndexOf("/"));
-  await Deno.mkdir(root, { recursive: true });
-  const lockFile = await Deno.open(`${cacheDir}.lock`, { create: true, write: true });
-  try {
-    await lockExclusive(
-      lockFile,
-      () => log(`another process is building the binaries; waiting on ${cacheDir}.lock`),
-    );
+  await withBuildLock(cacheDir, log, async () => {
     if (await exists(`${cacheDir}/.complete`) && await hasStages(cacheDir)) return;
-    const go = await findGo();
+    const go = await findGo(
+      "control-plane binaries are not available and Go is not installed to build them.\n" +
+        `  Either install Go 1.${MIN_GO_MINOR} or newer (it builds them from the Go module proxy once, into the cache),\n` +
+        "  or set KUBEBUILDER_ASSETS to a directory holding kube-apiserver, kube-controller-manager,\n" +
+        "  kube-scheduler, kubectl, etcd and kwok.",
+    );
     const staging = `${cacheDir}.building-${Deno.pid}`;
     await Deno.remove(staging, { recursive: true }).catch(() => {});
     await Deno.mkdir(`${staging}/out/stages`, { recursive: true });
@@ -206,6 +283,24 @@ async function buildIntoCache(
     await Deno.rename(`${staging}/out`, cacheDir);
     await Deno.remove(staging, { recursive: true }).catch(() => {});
     log(`control-plane binaries ready in ${formatDuration(Date.now() - started)}: ${cacheDir}`);
+  });
+}
+
+/** Runs `build` holding the exclusive file lock `<cacheDir>.lock` (shared by concurrent processes). */
+async function withBuildLock(
+  cacheDir: string,
+  log: (line: string) => void,
+  build: () => Promise<void>,
+): Promise<void> {
+  const root = cacheDir.slice(0, cacheDir.lastIndexOf("/"));
+  await Deno.mkdir(root, { recursive: true });
+  const lockFile = await Deno.open(`${cacheDir}.lock`, { create: true, write: true });
+  try {
+    await lockExclusive(
+      lockFile,
+      () => log(`another process is building into ${cacheDir}; waiting on ${cacheDir}.lock`),
+    );
+    await build();
   } finally {
     lockFile.close();
   }
@@ -224,22 +319,16 @@ async function lockExclusive(file: Deno.FsFile, onWait: () => void): Promise<voi
   }
 }
 
-async function findGo(): Promise<{ path: string; version: string }> {
+/** The local Go toolchain; throws `missing` when there is none. */
+async function findGo(missing: string): Promise<{ path: string; version: string }> {
   const path = await which("go");
-  if (!path) {
-    throw new Error(
-      "control-plane binaries are not available and Go is not installed to build them.\n" +
-        `  Either install Go 1.${MIN_GO_MINOR} or newer (it builds them from the Go module proxy once, into the cache),\n` +
-        "  or set KUBEBUILDER_ASSETS to a directory holding kube-apiserver, kube-controller-manager,\n" +
-        "  kube-scheduler, kubectl, etcd and kwok.",
-    );
-  }
+  if (!path) throw new Error(missing);
   const { stdout } = await runCommand(path, ["env", "GOVERSION"]);
   const version = stdout.trim();
   const minor = Number(/^go1\.(\d+)/.exec(version)?.[1] ?? "0");
   if (minor < MIN_GO_MINOR) {
     throw new Error(
-      `${version} at ${path} is too old to build Kubernetes; Go 1.${MIN_GO_MINOR} or newer is needed`,
+      `${version} at ${path} is too old to build the test binaries; Go 1.${MIN_GO_MINOR} or newer is needed`,
     );
   }
   return { path, version };
@@ -394,6 +483,31 @@ class GoBuilder {
       );
       await Deno.chmod(`${this.out}/stages/${file.replaceAll("/", "_")}`, 0o644);
     }
+  }
+
+  /**
+   * metrics-server with `go install module@version`: the module's own go.mod decides every
+   * dependency (Kubernetes staging modules v0.33.x for v0.8.0), nothing is replaced. The version is
+   * stamped where its `--version` reads it (k8s.io/client-go/pkg/version, as its Makefile does).
+   */
+  async buildMetricsServer(version: string): Promise<void> {
+    const dir = `${this.staging}/metrics-server`;
+    await Deno.mkdir(dir, { recursive: true });
+    this.log(`metrics-server ${version}: downloading modules and compiling`);
+    await this.goStreaming(
+      dir,
+      [
+        "install",
+        "-v",
+        "-trimpath",
+        "-ldflags",
+        `-s -w -X k8s.io/client-go/pkg/version.gitVersion=${version}` +
+        " -X k8s.io/client-go/pkg/version.buildDate=1970-01-01T00:00:00Z",
+        `sigs.k8s.io/metrics-server/cmd/metrics-server@${version}`,
+      ],
+      "metrics-server packages",
+      { GOBIN: this.out },
+    );
   }
 
   async goJson<T>(cwd: string, args: string[]): Promise<T> {

@@ -3,6 +3,7 @@
  *
  * ```
  * deno task envtest up --clusters computing,worker1,worker2 --nodes worker1=3,worker2=3 --dir DIR
+ * deno task envtest up --clusters worker1 --nodes worker1=2 --metrics-server   # kubectl top works
  * deno task envtest status --dir DIR
  * deno task envtest down --dir DIR
  * deno task envtest build
@@ -11,26 +12,33 @@
  * `up` starts the clusters detached (they keep running after the command returns), writes
  * `DIR/<cluster>/kubeconfig` and a merged `DIR/kubeconfig`, and prints a JSON summary on standard
  * output. Clusters named `computing*` get kube-controller-manager and kube-scheduler; a cluster
- * given `--nodes` gets them too, plus kwok with that many fake nodes.
+ * given `--nodes` gets them too, plus kwok with that many fake nodes. `--metrics-server` (every
+ * cluster) or `--metrics-server NAME[,NAME…]` adds metrics-server behind the aggregation layer.
  *
  * @module
  */
 
 import { parseArgs } from "node:util";
-import { ensureBinaries } from "./binaries.ts";
+import { ensureBinaries, ensureMetricsServer } from "./binaries.ts";
 import type { ClusterOptions } from "./cluster.ts";
 import { Environment, readState } from "./environment.ts";
 import { isRecordAlive, stopRecord } from "./process.ts";
 
 const USAGE = `usage:
-  envtest up --clusters NAME[,NAME…] [--nodes NAME=N[,NAME=N…]] [--control-plane NAME[,NAME…]] [--dir DIR]
+  envtest up --clusters NAME[,NAME…] [--nodes NAME=N[,NAME=N…]] [--control-plane NAME[,NAME…]]
+             [--metrics-server [NAME[,NAME…]]] [--dir DIR]
   envtest status [--dir DIR]
   envtest down [--dir DIR]
-  envtest build
+  envtest build [--metrics-server]
 
   --dir defaults to .envtest in the current directory.
   Clusters named computing* and clusters given --nodes run kube-controller-manager and kube-scheduler;
-  clusters given --nodes also run kwok with that many fake nodes.`;
+  clusters given --nodes also run kwok with that many fake nodes.
+  --metrics-server alone: every cluster runs metrics-server (v1beta1.metrics.k8s.io, so kubectl top
+  works); --metrics-server NAME[,NAME…] (or =NAME[,NAME…]): only those clusters. Their kwok nodes
+  report pod usage from the annotations kwok.x-k8s.io/usage-cpu and kwok.x-k8s.io/usage-memory
+  (default 1m and 1Mi per container). metrics-server is built on first use (envtest build
+  --metrics-server builds it ahead).`;
 
 const log = (line: string) => console.error(`[envtest] ${line}`);
 
@@ -46,11 +54,15 @@ export function parseNodeCounts(value: string | undefined): Map<string, number> 
   return counts;
 }
 
-/** Turns the command-line flags of `up` into cluster options. */
+/**
+ * Turns the command-line flags of `up` into cluster options. `metricsServer` is `true` for every
+ * cluster, or a comma-separated list of cluster names.
+ */
 export function clustersFromFlags(
   clusters: string | undefined,
   nodes?: string,
   controlPlane?: string,
+  metricsServer?: string | boolean,
 ): ClusterOptions[] {
   const names = (clusters ?? "").split(",").map((n) => n.trim()).filter(Boolean);
   if (names.length === 0) throw new Error("--clusters is required, e.g. --clusters computing,worker1");
@@ -59,6 +71,18 @@ export function clustersFromFlags(
     if (!names.includes(name)) throw new Error(`--nodes names "${name}", which is not in --clusters`);
   }
   const planes = new Set((controlPlane ?? "").split(",").filter(Boolean));
+  const metrics = new Set(
+    metricsServer === true
+      ? names
+      : typeof metricsServer === "string"
+      ? metricsServer.split(",").map((n) => n.trim()).filter(Boolean)
+      : [],
+  );
+  for (const name of metrics) {
+    if (!names.includes(name)) {
+      throw new Error(`--metrics-server names "${name}", which is not in --clusters`);
+    }
+  }
   return names.map((name) => {
     const count = counts.get(name) ?? 0;
     return {
@@ -66,8 +90,25 @@ export function clustersFromFlags(
       nodes: count,
       kwok: counts.has(name),
       controlPlane: name.startsWith("computing") || count > 0 || counts.has(name) || planes.has(name),
+      ...(metrics.has(name) ? { metricsServer: true } : {}),
     };
   });
+}
+
+/**
+ * `--metrics-server` takes an optional value: alone (last, or followed by another flag) it means
+ * every cluster, which is passed on as `--metrics-server=*`.
+ */
+export function normaliseMetricsServerFlag(args: string[]): string[] {
+  return args.map((arg, i) => {
+    if (arg !== "--metrics-server") return arg;
+    const next = args[i + 1];
+    return next === undefined || next.startsWith("-") ? "--metrics-server=*" : arg;
+  });
+}
+
+function metricsServerFlag(value: string | boolean | undefined): string | boolean | undefined {
+  return value === "*" ? true : value;
 }
 
 async function up(flags: Record<string, string | boolean | undefined>): Promise<void> {
@@ -75,6 +116,7 @@ async function up(flags: Record<string, string | boolean | undefined>): Promise<
     flags.clusters as string | undefined,
     flags.nodes as string | undefined,
     flags["control-plane"] as string | undefined,
+    metricsServerFlag(flags["metrics-server"]),
   );
   const env = await Environment.start({ clusters, dir: flags.dir as string, detached: true, log });
   console.log(JSON.stringify({ dir: env.dir, kubeconfig: env.kubeconfig, clusters: env.summary() }, null, 2));
@@ -99,7 +141,14 @@ async function status(dir: string): Promise<number> {
 async function down(dir: string): Promise<void> {
   const state = await readState(dir);
   // Stop by recorded PID only (checked against the binary), dependents before API servers before etcd.
-  const order = ["kwok", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd"];
+  const order = [
+    "metrics-server",
+    "kwok",
+    "kube-scheduler",
+    "kube-controller-manager",
+    "kube-apiserver",
+    "etcd",
+  ];
   for (const role of order) {
     await Promise.all(
       state.clusters.flatMap((c) => c.processes.filter((p) => p.name === role)).map((p) => stopRecord(p)),
@@ -114,12 +163,13 @@ async function down(dir: string): Promise<void> {
 
 async function main(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
-    args,
+    args: normaliseMetricsServerFlag(args),
     allowPositionals: true,
     options: {
       clusters: { type: "string" },
       nodes: { type: "string" },
       "control-plane": { type: "string" },
+      "metrics-server": { type: "string" },
       dir: { type: "string", default: ".envtest" },
       help: { type: "boolean", short: "h" },
     },
@@ -140,6 +190,9 @@ async function main(args: string[]): Promise<number> {
       return 0;
     case "build": {
       const binaries = await ensureBinaries({ log });
+      if (values["metrics-server"] !== undefined) {
+        binaries.metricsServer = await ensureMetricsServer({ log });
+      }
       log(`binaries: ${JSON.stringify(binaries, null, 2)}`);
       return 0;
     }

@@ -1,7 +1,8 @@
 /**
  * One local Kubernetes cluster on loopback: its own etcd and kube-apiserver, optionally
- * kube-controller-manager and kube-scheduler, and optionally kwok with fake nodes and kwok's
- * kubelet server (logs, exec, port-forward).
+ * kube-controller-manager and kube-scheduler, optionally kwok with fake nodes and kwok's
+ * kubelet server (logs, exec, port-forward), and optionally metrics-server behind the aggregation
+ * layer with kwok reporting resource usage (`kubectl top`).
  *
  * @module
  */
@@ -9,9 +10,16 @@
 import { stringify } from "yaml";
 import { AdminClient, probe } from "./admin_client.ts";
 import type { ControlPlaneBinaries } from "./binaries.ts";
-import { isExecutable, runCommand } from "./command.ts";
+import { exists, isExecutable, runCommand } from "./command.ts";
 import { type KubeconfigEntry, writeKubeconfig } from "./kubeconfig_file.ts";
-import { type ClusterPki, createClusterPki, issueCertificate, type KeyPair } from "./pki.ts";
+import {
+  type ClusterPki,
+  createAggregationPki,
+  createClusterPki,
+  FRONT_PROXY_CLIENT_NAME,
+  issueCertificate,
+  type KeyPair,
+} from "./pki.ts";
 import { allocatePort, isPortFree, releasePort } from "./ports.ts";
 import { isRecordAlive, ManagedProcess, type ProcessRecord, readLogTail, stopRecord } from "./process.ts";
 
@@ -35,6 +43,14 @@ export interface ClusterOptions {
   controllerManagerArgs?: string[];
   /** What kwok's kubelet server answers for logs, exec and port-forward. */
   kubelet?: KubeletBehaviour;
+  /**
+   * Run metrics-server (built on first use, see `ensureMetricsServer`) behind the aggregation
+   * layer (`v1beta1.metrics.k8s.io`), and make kwok report resource metrics for its nodes and
+   * pods, so that `kubectl top` works. Pod usage comes from the annotations
+   * {@linkcode USAGE_CPU_ANNOTATION} and {@linkcode USAGE_MEMORY_ANNOTATION} (default 1m CPU and
+   * 1Mi memory per container). Only this adds kube-apiserver's aggregation flags.
+   */
+  metricsServer?: boolean;
 }
 
 /** Capacity and metadata of kwok's fake nodes. */
@@ -61,6 +77,8 @@ export interface ClusterPorts {
   controllerManager: number;
   scheduler: number;
   kwok: number;
+  /** metrics-server's secure port (0 when the cluster runs none). */
+  metricsServer: number;
 }
 
 /** Everything persisted about a running cluster (also the JSON summary of `envtest up`). */
@@ -73,6 +91,8 @@ export interface ClusterState {
   nodes: string[];
   controlPlane: boolean;
   kwok: boolean;
+  /** Whether the cluster runs metrics-server (absent in state written before it existed). */
+  metricsServer?: boolean;
   processes: ProcessRecord[];
   options: ClusterOptions;
 }
@@ -95,6 +115,26 @@ const DEFAULT_CAPACITY = { cpu: "16", memory: "64Gi", pods: "110", "ephemeral-st
 const DEFAULT_LOG_TEXT =
   "kubeocean envtest: container started\nkubeocean envtest: serving\nkubeocean envtest: ready\n";
 const NAME_PATTERN = /^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$/;
+
+/** Pod annotation read by kwok as each container's CPU usage (a quantity, e.g. `250m`; default `1m`). */
+export const USAGE_CPU_ANNOTATION = "kwok.x-k8s.io/usage-cpu";
+/** Pod annotation read by kwok as each container's memory working set (e.g. `100Mi`; default `1Mi`). */
+export const USAGE_MEMORY_ANNOTATION = "kwok.x-k8s.io/usage-memory";
+/** Node annotation telling metrics-server (≥ 0.7) which path to scrape instead of `/metrics/resource`. */
+export const RESOURCE_METRICS_PATH_ANNOTATION = "metrics.k8s.io/resource-metrics-path";
+/**
+ * The Service the `v1beta1.metrics.k8s.io` APIService points at: an ExternalName Service whose
+ * name is 127.0.0.1, so that the aggregator dials metrics-server on loopback (Endpoints may not
+ * hold loopback addresses). The aggregator verifies the serving certificate against the name
+ * `metrics-server.kube-system.svc`.
+ */
+export const METRICS_SERVER_SERVICE = {
+  name: "metrics-server",
+  namespace: "kube-system",
+  externalName: "127.0.0.1",
+} as const;
+/** metrics-server's `--metric-resolution`: 10 s is the smallest it accepts. */
+export const METRICS_SERVER_RESOLUTION = "10s";
 
 /** A running local cluster. Create with {@linkcode Cluster.start}. */
 export class Cluster {
@@ -148,12 +188,14 @@ export class Cluster {
     const withNodes = (options.nodes ?? 0) > 0;
     const controlPlane = options.controlPlane ?? withNodes;
     const kwok = options.kwok ?? withNodes;
-    await checkBinaries(ctx.binaries, controlPlane, kwok);
-    const ports = allocatePorts(options, controlPlane, kwok);
+    const metricsServer = options.metricsServer ?? false;
+    await checkBinaries(ctx.binaries, controlPlane, kwok, metricsServer);
+    const ports = allocatePorts(options, controlPlane, kwok, metricsServer);
     const dir = ctx.dir;
     await Deno.mkdir(`${dir}/logs`, { recursive: true });
     await Deno.mkdir(`${dir}/kubelet`, { recursive: true });
     const pki = await createClusterPki(`${dir}/pki`, options.name);
+    if (metricsServer) pki.aggregation = await createAggregationPki(pki, METRICS_SERVER_SERVICE);
     const server = `https://127.0.0.1:${ports.apiserver}`;
     const state: ClusterState = {
       name: options.name,
@@ -164,6 +206,7 @@ export class Cluster {
       nodes: [],
       controlPlane,
       kwok,
+      metricsServer,
       processes: [],
       options,
     };
@@ -191,6 +234,10 @@ export class Cluster {
         if (withNodes) {
           await cluster.createNodes(options.nodes ?? 0, { deadline });
         }
+      }
+      if (metricsServer) {
+        log(`${options.name}: starting metrics-server on :${ports.metricsServer}`);
+        await cluster.#startMetricsServer(deadline);
       }
       log(`${options.name}: ready at ${server}`);
       return cluster;
@@ -285,7 +332,25 @@ export class Cluster {
       `--kubelet-certificate-authority=${pki.ca.certFile}`,
       "--profiling=false",
       ...(this.state.controlPlane ? [] : ["--disable-admission-plugins=ServiceAccount"]),
+      ...this.#aggregationArgs(),
       ...(this.state.options.apiserverArgs ?? []),
+    ];
+  }
+
+  /** The aggregation-layer flags, only for clusters that run metrics-server. */
+  #aggregationArgs(): string[] {
+    const aggregation = this.pki.aggregation;
+    if (!this.state.metricsServer || !aggregation) return [];
+    return [
+      `--requestheader-client-ca-file=${aggregation.frontProxyCa.certFile}`,
+      `--requestheader-allowed-names=${FRONT_PROXY_CLIENT_NAME}`,
+      "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+      "--requestheader-group-headers=X-Remote-Group",
+      "--requestheader-username-headers=X-Remote-User",
+      `--proxy-client-cert-file=${aggregation.frontProxyClient.certFile}`,
+      `--proxy-client-key-file=${aggregation.frontProxyClient.keyFile}`,
+      // Resolve APIService Services as Services (ExternalName → its name), not through Endpoints.
+      "--enable-aggregator-routing=false",
     ];
   }
 
@@ -394,6 +459,7 @@ export class Cluster {
         metadata: { name: "envtest" },
         spec: { forwards: [forward] },
       },
+      ...(this.state.metricsServer ? kwokMetricsDocuments() : []),
     ].map((doc) => stringify(doc));
     const config = `${dir}/kwok.yaml`;
     await Deno.writeTextFile(
@@ -437,7 +503,13 @@ export class Cluster {
         kind: "Node",
         metadata: {
           name,
-          annotations: { "kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0" },
+          annotations: {
+            "kwok.x-k8s.io/node": "fake",
+            "node.alpha.kubernetes.io/ttl": "0",
+            ...(this.state.metricsServer
+              ? { [RESOURCE_METRICS_PATH_ANNOTATION]: `/metrics/nodes/${name}/metrics/resource` }
+              : {}),
+          },
           labels: {
             "kubernetes.io/arch": "amd64",
             "kubernetes.io/os": "linux",
@@ -472,6 +544,97 @@ export class Cluster {
       },
     );
     return names;
+  }
+
+  /**
+   * Starts metrics-server on 127.0.0.1, registers `v1beta1.metrics.k8s.io` (an ExternalName
+   * Service on loopback, the cluster CA as caBundle) and waits until the aggregated API answers.
+   */
+  async #startMetricsServer(deadline: number): Promise<void> {
+    const { ports, kubeconfig } = this.state;
+    const aggregation = this.pki.aggregation;
+    const binary = this.binaries.metricsServer;
+    if (!aggregation || !binary) throw new Error(`cluster ${this.name}: metrics-server is not prepared`);
+    const proc = this.#spawn("metrics-server", binary, [
+      `--kubeconfig=${kubeconfig}`,
+      `--authentication-kubeconfig=${kubeconfig}`,
+      `--authorization-kubeconfig=${kubeconfig}`,
+      "--bind-address=127.0.0.1",
+      `--secure-port=${ports.metricsServer}`,
+      `--tls-cert-file=${aggregation.metricsServer.certFile}`,
+      `--tls-private-key-file=${aggregation.metricsServer.keyFile}`,
+      `--cert-dir=${this.state.dir}/pki`,
+      "--kubelet-preferred-address-types=InternalIP",
+      "--kubelet-use-node-status-port",
+      // kwok serves the kubelet API with the cluster's `kubelet` pair, signed by the cluster CA.
+      `--kubelet-certificate-authority=${this.pki.ca.certFile}`,
+      `--metric-resolution=${METRICS_SERVER_RESOLUTION}`,
+      // At most 90 % of the resolution (metrics-server validates it); the default 10s is too long.
+      "--kubelet-request-timeout=5s",
+    ]);
+    await this.#waitFor(
+      "metrics-server",
+      proc,
+      deadline,
+      () => probe(`https://127.0.0.1:${ports.metricsServer}/livez`, this.pki.ca.certPem),
+    );
+    const { name, namespace, externalName } = METRICS_SERVER_SERVICE;
+    const objects: [string, unknown][] = [
+      [`/api/v1/namespaces/${namespace}/services`, {
+        apiVersion: "v1",
+        kind: "Service",
+        metadata: { name, namespace, labels: { "app.kubernetes.io/name": "metrics-server" } },
+        spec: {
+          type: "ExternalName",
+          externalName,
+          ports: [{ name: "https", port: ports.metricsServer, protocol: "TCP" }],
+        },
+      }],
+      ["/apis/apiregistration.k8s.io/v1/apiservices", {
+        apiVersion: "apiregistration.k8s.io/v1",
+        kind: "APIService",
+        metadata: { name: "v1beta1.metrics.k8s.io", labels: { "app.kubernetes.io/name": "metrics-server" } },
+        spec: {
+          group: "metrics.k8s.io",
+          version: "v1beta1",
+          // The aggregator dials `https://<externalName>:<this port>` for ExternalName Services.
+          service: { name, namespace, port: ports.metricsServer },
+          caBundle: btoa(this.pki.ca.certPem),
+          insecureSkipTLSVerify: false,
+          groupPriorityMinimum: 100,
+          versionPriority: 100,
+        },
+      }],
+    ];
+    for (const [path, body] of objects) {
+      // kube-system appears shortly after the API server is ready; retry until it accepts.
+      await this.#waitFor(`${path} created`, proc, deadline, async () => {
+        const { status, body: answer } = await this.#admin.request("POST", path, body);
+        if (status === 201 || status === 409) return true;
+        if (status === 404) return false;
+        throw new Error(`POST ${path} → ${status}: ${JSON.stringify(answer)}`);
+      });
+    }
+    try {
+      await this.#waitFor(
+        "the aggregated API /apis/metrics.k8s.io/v1beta1 (metrics-server)",
+        proc,
+        deadline,
+        async () => (await this.#admin.request("GET", "/apis/metrics.k8s.io/v1beta1")).status === 200,
+      );
+    } catch (err) {
+      // Say why the aggregator does not route to metrics-server, next to metrics-server's log.
+      const { body } = await this.#admin.request(
+        "GET",
+        "/apis/apiregistration.k8s.io/v1/apiservices/v1beta1.metrics.k8s.io",
+      ).catch(() => ({ body: undefined }));
+      const available = (body as { status?: { conditions?: { type: string; message?: string }[] } })
+        ?.status?.conditions?.find((c) => c.type === "Available");
+      if (!available?.message) throw err;
+      throw new Error(
+        `${(err as Error).message}\n--- APIService v1beta1.metrics.k8s.io ---\n${available.message}`,
+      );
+    }
   }
 
   async #waitHealthy(name: string, port: number, deadline: number): Promise<void> {
@@ -666,6 +829,7 @@ async function checkBinaries(
   binaries: ControlPlaneBinaries,
   controlPlane: boolean,
   kwok: boolean,
+  metricsServer: boolean,
 ): Promise<void> {
   const needed: [string, string][] = [["etcd", binaries.etcd], ["kube-apiserver", binaries.kubeApiserver]];
   if (controlPlane) {
@@ -675,12 +839,26 @@ async function checkBinaries(
     ]);
   }
   if (kwok) needed.push(["kwok", binaries.kwok]);
+  if (metricsServer) {
+    if (!binaries.metricsServer) {
+      throw new Error(
+        "metricsServer is on but the binaries carry no metrics-server; resolve them with " +
+          "ensureBinaries({ metricsServer: true }) or ensureMetricsServer()",
+      );
+    }
+    needed.push(["metrics-server", binaries.metricsServer]);
+  }
   for (const [name, path] of needed) {
     if (!await isExecutable(path)) throw new Error(`${name} binary not found or not executable at ${path}`);
   }
 }
 
-function allocatePorts(options: ClusterOptions, controlPlane: boolean, kwok: boolean): ClusterPorts {
+function allocatePorts(
+  options: ClusterOptions,
+  controlPlane: boolean,
+  kwok: boolean,
+  metricsServer: boolean,
+): ClusterPorts {
   const fixed = options.ports ?? {};
   for (const [role, port] of Object.entries(fixed)) {
     if (port && !isPortFree(port)) {
@@ -694,6 +872,7 @@ function allocatePorts(options: ClusterOptions, controlPlane: boolean, kwok: boo
     controllerManager: fixed.controllerManager ?? (controlPlane ? allocatePort() : 0),
     scheduler: fixed.scheduler ?? (controlPlane ? allocatePort() : 0),
     kwok: fixed.kwok ?? (kwok ? allocatePort() : 0),
+    metricsServer: fixed.metricsServer ?? (metricsServer ? allocatePort() : 0),
   };
 }
 
@@ -715,6 +894,13 @@ async function readPki(dir: string): Promise<ClusterPki> {
     certPem: await Deno.readTextFile(`${dir}/${name}.crt`),
     keyPem: await Deno.readTextFile(`${dir}/${name}.key`),
   });
+  const aggregation = await exists(`${dir}/front-proxy-ca.crt`)
+    ? {
+      frontProxyCa: await pair("front-proxy-ca"),
+      frontProxyClient: await pair("front-proxy-client"),
+      metricsServer: await pair("metrics-server"),
+    }
+    : undefined;
   return {
     dir,
     ca: await pair("ca"),
@@ -722,5 +908,115 @@ async function readPki(dir: string): Promise<ClusterPki> {
     admin: await pair("admin"),
     kubelet: await pair("kubelet"),
     serviceAccount: { keyFile: `${dir}/sa.key`, publicKeyFile: `${dir}/sa.pub` },
+    aggregation,
   };
+}
+
+/**
+ * kwok documents for `kubectl top`: a `Metric` serving the kubelet's resource metrics per node at
+ * `/metrics/nodes/{nodeName}/metrics/resource` and a `ClusterResourceUsage` taking each
+ * container's usage from pod annotations. After kwok's `kustomize/metrics/resource/metrics-resource.yaml`
+ * and `kustomize/metrics/usage/usage-from-annotation.yaml` (v0.8.0), with two changes, both
+ * because metrics-server drops a node or container whose CPU counter or memory is 0: each node adds
+ * a baseline of 1m CPU and 1Mi memory of its own (a node without pods would otherwise be missing
+ * from `kubectl top node`), and each container's CPU counter starts at 1 ns instead of 0 (a new
+ * pod shows one resolution sooner).
+ */
+export function kwokMetricsDocuments(): Record<string, unknown>[] {
+  const containerLabels = [
+    { name: "container", value: "container.name" },
+    { name: "namespace", value: "pod.metadata.namespace" },
+    { name: "pod", value: "pod.metadata.name" },
+  ];
+  const podLabels = containerLabels.slice(1);
+  const usage = (annotation: string, fallback: string) =>
+    `"${annotation}" in pod.metadata.annotations ? Quantity(pod.metadata.annotations["${annotation}"]) : Quantity("${fallback}")`;
+  return [
+    {
+      apiVersion: "kwok.x-k8s.io/v1alpha1",
+      kind: "Metric",
+      metadata: { name: "metrics-resource" },
+      spec: {
+        path: "/metrics/nodes/{nodeName}/metrics/resource",
+        metrics: [
+          {
+            name: "scrape_error",
+            dimension: "node",
+            kind: "gauge",
+            value: "0",
+            help: "1 if there was an error while getting metrics from the node, 0 otherwise",
+          },
+          {
+            name: "container_start_time_seconds",
+            dimension: "container",
+            kind: "gauge",
+            help: "Start time of the container since unix epoch in seconds",
+            labels: containerLabels,
+            value: "pod.SinceSecond()",
+          },
+          {
+            name: "container_cpu_usage_seconds_total",
+            dimension: "container",
+            kind: "counter",
+            help: "Cumulative cpu time consumed by the container in core-seconds",
+            labels: containerLabels,
+            // + 1 ns: kwok's counter starts at 0, and metrics-server drops a container whose counter
+            // is 0, which would cost one more resolution before a new pod shows in `kubectl top`.
+            value: 'pod.CumulativeUsage("cpu", container.name) + 0.000000001',
+          },
+          {
+            name: "container_memory_working_set_bytes",
+            dimension: "container",
+            kind: "gauge",
+            help: "Current working set of the container in bytes",
+            labels: containerLabels,
+            value: 'pod.Usage("memory", container.name)',
+          },
+          {
+            name: "pod_cpu_usage_seconds_total",
+            dimension: "pod",
+            kind: "counter",
+            help: "Cumulative cpu time consumed by the pod in core-seconds",
+            labels: podLabels,
+            value: 'pod.CumulativeUsage("cpu")',
+          },
+          {
+            name: "pod_memory_working_set_bytes",
+            dimension: "pod",
+            kind: "gauge",
+            help: "Current working set of the pod in bytes",
+            labels: podLabels,
+            value: 'pod.Usage("memory")',
+          },
+          {
+            name: "node_cpu_usage_seconds_total",
+            dimension: "node",
+            kind: "counter",
+            help: "Cumulative cpu time consumed by the node in core-seconds",
+            value: 'node.CumulativeUsage("cpu") + node.SinceSecond() * 0.001',
+          },
+          {
+            name: "node_memory_working_set_bytes",
+            dimension: "node",
+            kind: "gauge",
+            help: "Current working set of the node in bytes",
+            value: 'node.Usage("memory") + 1048576.0',
+          },
+        ],
+      },
+    },
+    {
+      apiVersion: "kwok.x-k8s.io/v1alpha1",
+      kind: "ClusterResourceUsage",
+      metadata: { name: "usage-from-annotation" },
+      spec: {
+        usages: [{
+          usage: {
+            cpu: { expression: usage(USAGE_CPU_ANNOTATION, "1m") },
+            memory: { expression: usage(USAGE_MEMORY_ANNOTATION, "1Mi") },
+          },
+        }],
+      },
+    },
+  ];
 }

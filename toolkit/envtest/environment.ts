@@ -3,7 +3,9 @@
  * the demo, and anyone writing controllers with the toolkit.
  *
  * ```ts
- * const env = await Environment.start({ clusters: [{ name: "computing", controlPlane: true }, { name: "worker1", nodes: 3 }] });
+ * const env = await Environment.start({
+ *   clusters: [{ name: "computing", controlPlane: true }, { name: "worker1", nodes: 3, metricsServer: true }],
+ * });
  * try {
  *   console.log(env.cluster("worker1").kubeconfig);
  * } finally {
@@ -14,7 +16,12 @@
  * @module
  */
 
-import { type ControlPlaneBinaries, ensureBinaries, formatDuration } from "./binaries.ts";
+import {
+  type ControlPlaneBinaries,
+  ensureBinaries,
+  ensureMetricsServer,
+  formatDuration,
+} from "./binaries.ts";
 import { Cluster, type ClusterOptions, type ClusterState } from "./cluster.ts";
 import { writeKubeconfig } from "./kubeconfig_file.ts";
 import { isRecordAlive } from "./process.ts";
@@ -63,7 +70,7 @@ export class Environment {
     const duplicate = names.find((n, i) => names.indexOf(n) !== i);
     if (duplicate) throw new Error(`cluster name "${duplicate}" is used twice`);
     if (names.length === 0) throw new Error("no clusters requested");
-    const binaries = options.binaries ?? await ensureBinaries({ log: options.log });
+    const binaries = await resolveBinaries(options);
     const ownsDir = !options.dir;
     const dir = options.dir
       ? absolute(options.dir)
@@ -172,6 +179,17 @@ export class Environment {
   async [Symbol.asyncDispose](): Promise<void> {
     await this.stop();
   }
+}
+
+/**
+ * The given binaries, or {@linkcode ensureBinaries}'s; plus metrics-server (built on first use)
+ * when a cluster asks for it and the binaries carry none.
+ */
+async function resolveBinaries(options: EnvironmentOptions): Promise<ControlPlaneBinaries> {
+  const binaries = options.binaries ?? await ensureBinaries({ log: options.log });
+  if (!options.clusters.some((c) => c.metricsServer) || binaries.metricsServer) return binaries;
+  const metricsServer = await ensureMetricsServer({ log: options.log, versions: binaries.versions });
+  return { ...binaries, metricsServer };
 }
 
 /** Reads `<dir>/envtest.json`. */

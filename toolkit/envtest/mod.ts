@@ -1,6 +1,7 @@
 /**
- * An envtest-like environment: real etcd, kube-apiserver, kube-controller-manager, kube-scheduler
- * and kwok processes on loopback, built once from the Go module proxy and cached.
+ * An envtest-like environment: real etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
+ * kwok and (on request) metrics-server processes on loopback, built once from the Go module proxy
+ * and cached.
  *
  * @module
  */
@@ -13,6 +14,8 @@ export {
   defaultCacheRoot,
   ensureBinaries,
   type EnsureBinariesOptions,
+  ensureMetricsServer,
+  metricsServerCacheKey,
 } from "./binaries.ts";
 export {
   Cluster,
@@ -21,9 +24,15 @@ export {
   type ClusterStartContext,
   type ClusterState,
   type KubeletBehaviour,
+  kwokMetricsDocuments,
+  METRICS_SERVER_RESOLUTION,
+  METRICS_SERVER_SERVICE,
   type NodeTemplate,
+  RESOURCE_METRICS_PATH_ANNOTATION,
+  USAGE_CPU_ANNOTATION,
+  USAGE_MEMORY_ANNOTATION,
 } from "./cluster.ts";
 export { Environment, type EnvironmentOptions, type EnvironmentState, readState } from "./environment.ts";
-export type { ClusterPki, KeyPair } from "./pki.ts";
+export type { AggregationPki, ClusterPki, KeyPair } from "./pki.ts";
 export type { ProcessRecord } from "./process.ts";
 export { envTest, type EnvTestOptions, eventually, withSlowLists } from "./testing.ts";

@@ -175,6 +175,50 @@ export interface ClusterPki {
   admin: KeyPair;
   kubelet: KeyPair;
   serviceAccount: { keyFile: string; publicKeyFile: string };
+  /** The aggregation layer's pairs, only in clusters that run metrics-server ({@linkcode createAggregationPki}). */
+  aggregation?: AggregationPki;
+}
+
+/** The certificates of the aggregation layer and of metrics-server. */
+export interface AggregationPki {
+  /** The front-proxy CA: kube-apiserver's `--requestheader-client-ca-file`. */
+  frontProxyCa: KeyPair;
+  /** kube-apiserver's client certificate towards aggregated API servers (CN `front-proxy-client`). */
+  frontProxyClient: KeyPair;
+  /** metrics-server's serving certificate, signed by the cluster CA. */
+  metricsServer: KeyPair;
+}
+
+/** CN of the front-proxy client certificate, i.e. kube-apiserver's `--requestheader-allowed-names`. */
+export const FRONT_PROXY_CLIENT_NAME = "front-proxy-client";
+
+/**
+ * Creates the aggregation-layer pairs in `pki.dir`: a front-proxy CA (`front-proxy-ca`), its client
+ * certificate `front-proxy-client`, and metrics-server's serving certificate `metrics-server` from
+ * the cluster CA, valid for `<service>.<namespace>.svc` (the name the aggregator verifies),
+ * `localhost` and 127.0.0.1.
+ */
+export async function createAggregationPki(
+  pki: ClusterPki,
+  service: { name: string; namespace: string },
+): Promise<AggregationPki> {
+  const frontProxyCa = await createCertificateAuthority(pki.dir, "front-proxy-ca", "front-proxy-ca");
+  const svc = `${service.name}.${service.namespace}.svc`;
+  const [frontProxyClient, metricsServer] = await Promise.all([
+    issueCertificate(frontProxyCa, {
+      name: "front-proxy-client",
+      commonName: FRONT_PROXY_CLIENT_NAME,
+      usage: "client",
+    }),
+    issueCertificate(pki.ca, {
+      name: "metrics-server",
+      commonName: service.name,
+      usage: "server",
+      dnsNames: [svc, `${svc}.cluster.local`, "localhost"],
+      ipAddresses: ["127.0.0.1"],
+    }),
+  ]);
+  return { frontProxyCa, frontProxyClient, metricsServer };
 }
 
 /** Creates the full PKI of a cluster named `cluster` in `dir`. */
