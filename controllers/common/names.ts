@@ -22,6 +22,18 @@ export const ANNOTATION_PHYSICAL_POD_NAMESPACE = "kubeocean.io/physical-pod-name
 export const ANNOTATION_PHYSICAL_POD_NAME = "kubeocean.io/physical-pod-name";
 export const ANNOTATION_PHYSICAL_POD_UID = "kubeocean.io/physical-pod-uid";
 export const ANNOTATION_VIRTUAL_NODE_NAME = "kubeocean.io/virtual-node-name";
+/** Where metrics-server scrapes a node's resource metrics (a kubelet path, honoured since metrics-server 0.6). */
+export const ANNOTATION_RESOURCE_METRICS_PATH = "metrics.k8s.io/resource-metrics-path";
+
+/** The proxier's resource metrics path of virtual node `vnode` (node-scoped kubelet paths name no node). */
+export function resourceMetricsPath(vnode: string): string {
+  return `/metrics/nodes/${vnode}/metrics/resource`;
+}
+
+/** The proxier's stats summary path of virtual node `vnode`. */
+export function statsSummaryPath(vnode: string): string {
+  return `/stats/nodes/${vnode}/summary`;
+}
 export const ANNOTATION_VIRTUAL_NAME = "kubeocean.io/virtual-name";
 export const ANNOTATION_VIRTUAL_NAMESPACE = "kubeocean.io/virtual-namespace";
 export const ANNOTATION_RUNNING_DAEMONSET = "kubeocean.io/running-daemonset";

@@ -169,6 +169,14 @@ export const WORKER_PERMISSIONS: readonly Permission[] = [
       "the proxier serves kubectl port-forward to twins (get for the WebSocket upgrade, create as above)",
   },
   {
+    group: "metrics.k8s.io",
+    resource: "pods",
+    verbs: ["get", "list"],
+    scope: "mount-namespace",
+    reason:
+      "the twins' CPU and memory usage (what kubectl top reads in the worker) becomes the virtual nodes' resource metrics, for kubectl top and autoscalers in the computing cluster",
+  },
+  {
     group: "",
     resource: "events",
     verbs: ["get", "list", "watch"],

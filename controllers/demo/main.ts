@@ -6,7 +6,9 @@
  * embedded syncers in this process, binds both workers, deploys a sample Deployment (with a
  * ConfigMap and a Secret) onto the virtual nodes, and shows progress. When every pod runs it
  * prints how to explore with kubectl and keeps running until Ctrl-C, then cleans up everything.
- * `--exit-when-ready` exits 0 at that point instead (cleaning up), for scripts and CI.
+ * `--exit-when-ready` runs one `kubectl logs` and one `kubectl exec` through the computing cluster and
+ * exits 0 at that point instead (cleaning up), for scripts and CI. `--metrics` adds metrics-server to
+ * every cluster and waits for `kubectl top pod` in the computing cluster to list the sample.
  *
  * @module
  */
@@ -44,6 +46,7 @@ const { values } = parseArgs({
     nodes: { type: "string", default: "3" },
     replicas: { type: "string", default: "12" },
     timeout: { type: "string", default: "300" },
+    metrics: { type: "boolean", default: false },
   },
 });
 
@@ -57,9 +60,19 @@ const env = await Environment.start({
   dir: values.dir,
   log: (line) => console.error(`  [envtest] ${line}`),
   clusters: [
-    { name: "computing", controlPlane: true },
-    { name: "worker1", nodes, nodeTemplate: { capacity: { cpu: "8", memory: "32Gi", pods: "110" } } },
-    { name: "worker2", nodes, nodeTemplate: { capacity: { cpu: "16", memory: "64Gi", pods: "110" } } },
+    { name: "computing", controlPlane: true, metricsServer: values.metrics },
+    {
+      name: "worker1",
+      nodes,
+      nodeTemplate: { capacity: { cpu: "8", memory: "32Gi", pods: "110" } },
+      metricsServer: values.metrics,
+    },
+    {
+      name: "worker2",
+      nodes,
+      nodeTemplate: { capacity: { cpu: "16", memory: "64Gi", pods: "110" } },
+      metricsServer: values.metrics,
+    },
   ],
 });
 
@@ -271,7 +284,9 @@ Explore (the merged kubeconfig has contexts computing, worker1 and worker2):
   ${k} --context computing get pods -o wide
   ${k} ${logsArgs.join(" ")}
   ${k} ${execArgs.slice(0, -1).join(" ")} '${execArgs.at(-1)}'
-  ${k} --context computing port-forward ${sample} :8080   (every connection is echoed back)
+  ${k} --context computing port-forward ${sample} :8080   (every connection is echoed back)${
+    values.metrics ? `\n  ${k} --context computing top pod\n  ${k} --context computing top node` : ""
+  }
   ${k} --context worker1 get resourceleasingpolicies
   ${k} --context worker1 -n kubeocean-worker get pods,configmaps,secrets
   ${k} --context computing scale deployment hello --replicas=4
@@ -289,6 +304,27 @@ Explore (the merged kubeconfig has contexts computing, worker1 and worker2):
         throw new Error(`${what} did not answer: ${new TextDecoder().decode(result.stderr).trim()}`);
       }
       say(`${what} ${sample}: ${out.split("\n").at(-1)}`);
+    }
+    if (values.metrics) {
+      // metrics-server needs two scrapes in the worker and two of the virtual node for a CPU rate.
+      const waitingSince = Date.now();
+      let top = "";
+      while ((top.match(/^hello-/gm) ?? []).length < replicas) {
+        if (Date.now() > waitingSince + 120_000) {
+          throw new Error("kubectl top pod did not list every sample pod within 120 s");
+        }
+        await sleep(2_000);
+        const result = await new Deno.Command(env.binaries.kubectl, {
+          args: ["--kubeconfig", env.kubeconfig, "--context", "computing", "top", "pod"],
+          stdout: "piped",
+          stderr: "null",
+        }).output();
+        top = result.code === 0 ? new TextDecoder().decode(result.stdout) : "";
+      }
+      const waited = ((Date.now() - waitingSince) / 1000).toFixed(0);
+      say(
+        `kubectl top pod (computing cluster, measured in the workers, ${waited} s later):\n${top.trimEnd()}`,
+      );
     }
     await cleanup();
     Deno.exit(0);

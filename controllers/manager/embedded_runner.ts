@@ -13,9 +13,9 @@ import { Channel } from "../../toolkit/runtime/channel.ts";
 import type { Logger } from "../../toolkit/runtime/log.ts";
 import type { Registry, RuntimeMetrics } from "../../toolkit/runtime/metrics.ts";
 import type { Clock } from "../../toolkit/runtime/clock.ts";
-import type { BindingStreams } from "../proxier/resolve.ts";
+import type { ServedBindings } from "../proxier/resolve.ts";
 import type { ProxierEndpoint } from "../syncer/context.ts";
-import type { TwinStreams } from "../syncer/provider.ts";
+import type { TwinStreams, TwinUsage } from "../syncer/provider.ts";
 import { Syncer } from "../syncer/syncer.ts";
 import type { SyncerRunner, SyncerStatus } from "./syncer_runner.ts";
 import { DEFAULT_CLIENT_LIMITS } from "../common/process.ts";
@@ -42,7 +42,7 @@ export interface EmbeddedRunnerOptions {
 }
 
 /** Runs syncers in-process. */
-export class EmbeddedRunner implements SyncerRunner, BindingStreams {
+export class EmbeddedRunner implements SyncerRunner, ServedBindings {
   readonly mode = "embedded";
   /** In-process syncers: nothing to list. */
   readonly caches = [];
@@ -72,6 +72,11 @@ export class EmbeddedRunner implements SyncerRunner, BindingStreams {
    */
   streamsFor(binding: string): TwinStreams | undefined {
     return this.#running.get(binding)?.syncer.provider?.streams;
+  }
+
+  /** The resource usage of a binding's twins, measured by its running syncer's provider. */
+  usageFor(binding: string): TwinUsage | undefined {
+    return this.#running.get(binding)?.syncer.provider?.resourceUsage;
   }
 
   /** The running syncer of a binding (for tests and the demo). */

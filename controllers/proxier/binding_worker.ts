@@ -1,14 +1,14 @@
 /**
  * The worker side of a standalone proxier: the binding's worker cluster, reached with the
  * kubeconfig Secret the binding names (the same least-privilege credentials as its syncer), and
- * its twin streams. A rotated Secret is picked up within a poll period; streams already open keep
+ * its twin streams and resource usage. A rotated Secret is picked up within a poll period; streams already open keep
  * their old connection until they end.
  *
  * @module
  */
 
 import { CoreV1Api } from "../../apis/core/v1/mod.ts";
-import { KubeoceanIoV1beta1Api } from "../../apis/kubeocean.io/v1beta1/mod.ts";
+import { type ClusterBinding, KubeoceanIoV1beta1Api } from "../../apis/kubeocean.io/v1beta1/mod.ts";
 import { KubeClient } from "../../toolkit/client/client.ts";
 import { loadKubeconfigText } from "../../toolkit/client/kubeconfig.ts";
 import type { Runnable } from "../../toolkit/runtime/controller.ts";
@@ -16,9 +16,10 @@ import type { Logger } from "../../toolkit/runtime/log.ts";
 import type { RuntimeMetrics } from "../../toolkit/runtime/metrics.ts";
 import { sha256Hex, sleep } from "../../toolkit/util/mod.ts";
 import { KUBECONFIG_KEY } from "../common/names.ts";
-import type { TwinStreams } from "../syncer/provider.ts";
+import type { TwinStreams, TwinUsage } from "../syncer/provider.ts";
+import { WorkerResourceUsage } from "../syncer/worker/resource_usage.ts";
 import { WorkerStreams } from "../syncer/worker/streams.ts";
-import type { BindingStreams } from "./resolve.ts";
+import type { ServedBindings } from "./resolve.ts";
 
 /** How often the binding and its kubeconfig Secret are re-read. */
 const REFRESH_MS = 30_000;
@@ -26,15 +27,23 @@ const REFRESH_MS = 30_000;
 const RETIRE_AFTER_MS = 15 * 60_000;
 
 /** Keeps one binding's worker streams current. */
-export class BindingWorker implements BindingStreams, Runnable {
+export class BindingWorker implements ServedBindings, Runnable {
   readonly name = "binding-worker";
   #streams?: WorkerStreams;
+  #usage?: WorkerResourceUsage;
   #client?: KubeClient;
   #fingerprint = "";
 
   constructor(
     readonly computing: KubeClient,
-    readonly options: { name: string; trusted: boolean; metrics: RuntimeMetrics; log: Logger },
+    readonly options: {
+      name: string;
+      trusted: boolean;
+      metrics: RuntimeMetrics;
+      log: Logger;
+      /** Called once when the worker's metrics API cannot be read (until it can again). */
+      onMetricsUnavailable?: (binding: ClusterBinding, message: string) => void;
+    },
   ) {}
 
   /** Whether the worker is reachable through a loaded kubeconfig. */
@@ -44,6 +53,10 @@ export class BindingWorker implements BindingStreams, Runnable {
 
   streamsFor(binding: string): TwinStreams | undefined {
     return binding === this.options.name ? this.#streams : undefined;
+  }
+
+  usageFor(binding: string): TwinUsage | undefined {
+    return binding === this.options.name ? this.#usage : undefined;
   }
 
   /** Loads the kubeconfig, then refreshes it until `signal` aborts (errors are logged and retried). */
@@ -90,7 +103,11 @@ export class BindingWorker implements BindingStreams, Runnable {
     });
     const previous = this.#client;
     this.#client = client;
-    this.#streams = new WorkerStreams(client, { name, mountNamespace: spec.mountNamespace });
+    const served = { name, mountNamespace: spec.mountNamespace };
+    this.#streams = new WorkerStreams(client, served);
+    this.#usage = new WorkerResourceUsage(client, served, {
+      onUnavailable: (message) => void this.options.onMetricsUnavailable?.(binding, message),
+    });
     this.#fingerprint = fingerprint;
     log.info(previous ? "worker kubeconfig changed; using the new one" : "worker kubeconfig loaded", {
       server: config.server,

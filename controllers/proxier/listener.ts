@@ -12,7 +12,7 @@ import type { KubeClient } from "../../toolkit/client/client.ts";
 import type { Logger } from "../../toolkit/runtime/log.ts";
 import type { Manager } from "../../toolkit/runtime/manager.ts";
 import { ProxierMetrics } from "./metrics.ts";
-import type { BindingStreams } from "./resolve.ts";
+import type { ServedBindings } from "./resolve.ts";
 import { KubeletApiServer } from "./server.ts";
 import { CsrServingCertificate, loadServingFiles, type ServingCertificate } from "./serving_cert.ts";
 
@@ -81,7 +81,7 @@ export function parseListenerFlags(
  */
 export async function addKubeletApi(
   manager: Manager,
-  options: ListenerOptions & { computing: KubeClient; bindings: BindingStreams; log: Logger },
+  options: ListenerOptions & { computing: KubeClient; bindings: ServedBindings; log: Logger },
 ): Promise<KubeletApiServer> {
   const { log } = options;
   const clientCaPem = options.clientCaFile

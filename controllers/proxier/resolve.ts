@@ -7,7 +7,7 @@
  * @module
  */
 
-import { CoreV1Api, type Pod } from "../../apis/core/v1/mod.ts";
+import { CoreV1Api, type Node, type Pod } from "../../apis/core/v1/mod.ts";
 import type { KubeClient } from "../../toolkit/client/client.ts";
 import { ignoreNotFound } from "../../toolkit/client/errors.ts";
 import {
@@ -18,13 +18,15 @@ import {
   LABEL_MANAGED_BY,
   MANAGED_BY_VALUE,
 } from "../common/names.ts";
-import type { Twin, TwinStreams } from "../syncer/provider.ts";
+import type { Twin, TwinStreams, TwinUsage } from "../syncer/provider.ts";
 import { KubeletApiError } from "./auth.ts";
 
-/** Where the proxier finds the twin streams of a binding it serves. */
-export interface BindingStreams {
+/** The bindings a proxier serves, and what it serves of them. */
+export interface ServedBindings {
   /** The streams of `binding`'s worker, or undefined when this proxier does not serve it. */
   streamsFor(binding: string): TwinStreams | undefined;
+  /** The resource usage of `binding`'s twins, or undefined when this proxier does not serve it. */
+  usageFor(binding: string): TwinUsage | undefined;
 }
 
 /** A resolved request target. */
@@ -40,7 +42,7 @@ export interface Target {
 export class PodResolver {
   readonly #core: CoreV1Api;
 
-  constructor(computing: KubeClient, readonly bindings: BindingStreams) {
+  constructor(computing: KubeClient, readonly bindings: ServedBindings) {
     this.#core = new CoreV1Api(computing);
   }
 
@@ -63,6 +65,22 @@ export class PodResolver {
       );
     }
     return { pod, node: node.metadata!.name!, binding, streams };
+  }
+
+  /**
+   * A virtual node this proxier serves and its binding's usage source; 404 (naming the node) for any
+   * other node.
+   */
+  async node(name: string): Promise<{ node: Node; binding: string; usage: TwinUsage }> {
+    const node = await this.#core.nodes().get(name).catch(ignoreNotFound);
+    const binding = node?.metadata?.labels?.[LABEL_CLUSTER_BINDING];
+    const usage = binding && node?.metadata?.labels?.[LABEL_MANAGED_BY] === MANAGED_BY_VALUE
+      ? this.bindings.usageFor(binding)
+      : undefined;
+    if (!node || !binding || !usage) {
+      throw new KubeletApiError(404, `node "${name}" is not a virtual node this proxier serves`);
+    }
+    return { node, binding, usage };
   }
 
   /** The twin of a resolved pod; 404 for an unknown container, 503 while the twin does not exist. */

@@ -15,6 +15,7 @@
 import { parseArgs } from "node:util";
 import { KubeClient } from "../../toolkit/client/client.ts";
 import { loadConfig } from "../../toolkit/client/config.ts";
+import { EventRecorder } from "../../toolkit/runtime/events.ts";
 import { Manager } from "../../toolkit/runtime/manager.ts";
 import { RuntimeMetrics } from "../../toolkit/runtime/metrics.ts";
 import { SYSTEM_NAMESPACE } from "../common/names.ts";
@@ -26,6 +27,7 @@ import {
   processManager,
   TRUST_OPTION,
 } from "../common/process.ts";
+import { metricsUnavailableEvent } from "../syncer/worker/resource_usage.ts";
 import { BindingWorker } from "./binding_worker.ts";
 import { addKubeletApi, listenerFlagOptions, parseListenerFlags } from "./listener.ts";
 
@@ -68,13 +70,22 @@ export async function runProxier(args: string[]): Promise<void> {
     namespace: values.namespace,
     leaseName: `kubeocean-proxier-${name}`,
   });
-  const worker = new BindingWorker(computing, { name, trusted: parseTrust(values), metrics, log });
+  const recorder = new EventRecorder(computing.transport, { controller: "kubeocean.io/proxier", log });
+  const worker = new BindingWorker(computing, {
+    name,
+    trusted: parseTrust(values),
+    metrics,
+    log,
+    onMetricsUnavailable: (binding, message) =>
+      void recorder.publish(metricsUnavailableEvent(binding, message)).catch(() => {}),
+  });
   manager.add(worker);
   manager.health.addReadyz("worker", () => worker.ready || "the worker kubeconfig is not loaded yet");
   await addKubeletApi(manager, { ...listener, computing, bindings: worker, log });
   try {
     await manager.run(Manager.shutdownSignal(log));
   } finally {
+    await recorder.flush().catch(() => {});
     computing.close();
   }
 }

@@ -6,6 +6,8 @@
  * - `GET /containerLogs/{namespace}/{pod}/{container}`
  * - `GET|POST /exec/{namespace}/{pod}/{container}` and `/attach/…` (SPDY/3.1 or WebSocket)
  * - `GET|POST /portForward/{namespace}/{pod}` (SPDY/3.1 or WebSocket)
+ * - `GET /metrics/nodes/{node}/metrics/resource` and `/stats/nodes/{node}/summary` (the resource
+ *   metrics and the Summary of one virtual node, for metrics-server: `kubectl top`, autoscalers)
  * - `GET /healthz` (unauthenticated: it says only that the listener is up)
  *
  * (the `…/{pod}/{uid}/{container}` variants too). Every other request is authenticated (401),
@@ -27,8 +29,10 @@ import { serveLogs } from "./logs.ts";
 import type { ProxierMetrics } from "./metrics.ts";
 import { servePortForward } from "./portforward.ts";
 import { serveRemoteCommand, type StreamContext } from "./remotecommand.ts";
-import { type BindingStreams, PodResolver } from "./resolve.ts";
+import { PodResolver, type ServedBindings } from "./resolve.ts";
 import { failure } from "./failure.ts";
+import { parseNodePath, renderResourceMetrics, statsSummary } from "./resource_metrics.ts";
+import { ANNOTATION_RESOURCE_METRICS_PATH } from "../common/names.ts";
 
 /** The serving certificate and the CA client certificates must chain to. */
 export interface ServingTls {
@@ -42,7 +46,7 @@ export interface ServingTls {
 export interface KubeletApiServerOptions {
   /** The computing cluster (pods, nodes, TokenReviews, SubjectAccessReviews). */
   computing: KubeClient;
-  bindings: BindingStreams;
+  bindings: ServedBindings;
   tls: ServingTls;
   listen: { hostname: string; port: number };
   metrics: ProxierMetrics;
@@ -161,6 +165,18 @@ export class KubeletApiServer implements Runnable {
         this.options.metrics.requests.inc({ endpoint: "healthz", code: "200" });
         return;
       }
+      const nodePath = parseNodePath(url.pathname);
+      if (nodePath) {
+        await this.#serveUsage(request, response, url.pathname, nodePath);
+        this.options.metrics.requests.inc({ endpoint, code: String(response.statusCode) });
+        return;
+      }
+      if (url.pathname === "/metrics/resource" || url.pathname === "/stats/summary") {
+        throw new KubeletApiError(
+          404,
+          `${url.pathname}: this kubelet API serves many virtual nodes; ask for /metrics/nodes/<node>/metrics/resource or /stats/nodes/<node>/summary (each virtual node's ${ANNOTATION_RESOURCE_METRICS_PATH} annotation names its path)`,
+        );
+      }
       const path = parsePodPath(url.pathname);
       if (!path) {
         throw new KubeletApiError(404, `${url.pathname}: not a kubelet API path this proxier serves`);
@@ -221,6 +237,27 @@ export class KubeletApiServer implements Runnable {
       if (status >= 500) this.log.warn("kubelet API stream failed", { path: url.pathname, error: err });
       this.options.metrics.requests.inc({ endpoint, code: String(status) });
       refuseUpgrade(socket, status, message, err instanceof KubeletApiError ? err.headers : {});
+    }
+  }
+
+  /** `/metrics/nodes/{node}/metrics/resource` and `/stats/nodes/{node}/summary`. */
+  async #serveUsage(
+    request: IncomingMessage,
+    response: ServerResponse,
+    pathname: string,
+    path: { kind: "resource" | "summary"; node: string },
+  ): Promise<void> {
+    const user = await this.auth.authenticate(request);
+    const target = await this.resolver.node(path.node);
+    await this.auth.authorize(user, kubeletAttributes(request.method ?? "GET", pathname, path.node));
+    const usage = await target.usage.usageOn(path.node);
+    if (path.kind === "resource") {
+      response.writeHead(200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" });
+      response.end(renderResourceMetrics(usage));
+    } else {
+      const started = target.node.metadata?.creationTimestamp;
+      response.writeHead(200, { "content-type": "application/json" });
+      response.end(JSON.stringify(statsSummary(usage, started ? new Date(started) : undefined)));
     }
   }
 

@@ -5,8 +5,8 @@
  * ours, the finalizer, fencing by UID, marking it with its twin, status flowing back, terminal
  * phases, deletion and completion, the audit. It knows the thing that runs the pod only through
  * this interface: a {@linkcode PodProvider} creates, reads and deletes *twins*, reports their
- * changes and events, cleans up after the binding, and opens the streams the kubelet API proxy
- * serves (logs, exec, attach, port-forward). `worker/` implements it for a worker cluster; a test
+ * changes and events, cleans up after the binding, opens the streams the kubelet API proxy
+ * serves (logs, exec, attach, port-forward) and measures the twins' resource usage. `worker/` implements it for a worker cluster; a test
  * implements it in memory.
  *
  * @module
@@ -109,8 +109,49 @@ export interface TwinStreams {
   portForward(twin: Twin, port: number, signal?: AbortSignal): Promise<PortForwardStream>;
 }
 
+/** One container's resource usage, as a kubelet's resource metrics report it. */
+export interface ContainerUsage {
+  name: string;
+  /** When the container started, if known. */
+  startTime?: Date;
+  /** CPU core-seconds used since it started: a counter, it never decreases. */
+  cpuSeconds: number;
+  /** CPU cores in use over the last measurement window. */
+  cpuCores: number;
+  memoryWorkingSetBytes: number;
+}
+
+/** A virtual pod's resource usage, measured on its twin. */
+export interface PodUsage {
+  /** The virtual pod (not the twin). */
+  pod: PodIdentity;
+  startTime?: Date;
+  /** When the backend measured it. */
+  timestamp: Date;
+  containers: ContainerUsage[];
+}
+
+/** The resource usage of one virtual node's pods. */
+export interface NodeUsage {
+  node: string;
+  /** Pods with a measurement; a twin without one is left out rather than reported as idle. */
+  pods: PodUsage[];
+  /** CPU core-seconds used by the node's pods, ended ones included: a counter. */
+  cpuSeconds: number;
+  /** When the newest measurement was taken (undefined without any). */
+  timestamp?: Date;
+  /** Why usage is missing, when the backend could not be asked (e.g. no metrics API). */
+  error?: string;
+}
+
+/** Resource usage of twins, for the kubelet's resource metrics (`kubectl top`, autoscalers). */
+export interface TwinUsage {
+  /** The usage of the pods on virtual node `vnode`, recent to the backend's resolution. */
+  usageOn(vnode: string): Promise<NodeUsage>;
+}
+
 /** Runs the twins of one binding's virtual pods. */
-export interface PodProvider extends TwinStreams {
+export interface PodProvider extends TwinStreams, TwinUsage {
   /** Caches the provider answers from: the lifecycle controller starts once they have listed. */
   readonly caches: readonly RequiredCache[];
   /** Where twins run, for messages (e.g. `cluster w1`). */

@@ -32,3 +32,27 @@ Deno.test({
     await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
 });
+
+Deno.test({
+  name: "demo: --metrics adds metrics-server everywhere and kubectl top pod lists every sample pod",
+  sanitizeResources: false,
+  sanitizeOps: false,
+}, async () => {
+  const dir = await Deno.makeTempDir({ prefix: "kubeocean-demo-metrics-test-" });
+  try {
+    const output = await new Deno.Command(Deno.execPath(), {
+      args: ["task", "demo", "--exit-when-ready", "--metrics", "--timeout", "180", "--dir", dir],
+      cwd: new URL("../../", import.meta.url).pathname,
+      env: { NO_COLOR: "1" },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const text = new TextDecoder().decode(output.stdout) + new TextDecoder().decode(output.stderr);
+    assert.equal(output.code, 0, text.slice(-3000));
+    const top = text.slice(text.indexOf("kubectl top pod (computing cluster"));
+    assert.equal((top.match(/^hello-\S+\s+\d+m\s+\d+Mi\s*$/gm) ?? []).length, 12, top.slice(0, 2000));
+    assert.match(text, /Done: nothing is left running\./);
+  } finally {
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+});

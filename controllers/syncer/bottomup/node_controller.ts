@@ -23,9 +23,11 @@ import type { ReadStore } from "../../../toolkit/runtime/store.ts";
 import {
   ANNOTATION_PHYSICAL_NODE,
   ANNOTATION_POLICY,
+  ANNOTATION_RESOURCE_METRICS_PATH,
   LABEL_CLUSTER_BINDING,
   LABEL_MANAGED_BY,
   MANAGED_BY_VALUE,
+  resourceMetricsPath,
   TAINT_OUT_OF_TIME_WINDOWS,
   TAINT_VNODE,
   TAINT_VNODE_DELETING,
@@ -179,7 +181,12 @@ export function nodeController(
     }
     const desired: OwnedMetadata = {
       labels: virtualNodeLabels(physical, vname, { name: bindingName, clusterID }),
-      annotations: { [ANNOTATION_PHYSICAL_NODE]: physicalName, [ANNOTATION_POLICY]: policy.metadata!.name! },
+      annotations: {
+        [ANNOTATION_PHYSICAL_NODE]: physicalName,
+        [ANNOTATION_POLICY]: policy.metadata!.name!,
+        // metrics-server scrapes this path of the kubelet endpoint (the proxier) for the node's usage.
+        [ANNOTATION_RESOURCE_METRICS_PATH]: resourceMetricsPath(vname),
+      },
       taints,
     };
     const merged = mergeOwned(current, desired);

@@ -43,7 +43,7 @@ import {
   podSecurityViolations,
 } from "../../common/pod_security.ts";
 import type { SyncerContext } from "../context.ts";
-import type { CreateTwinResult, PodIdentity, PodProvider, Twin, TwinEvent } from "../provider.ts";
+import type { CreateTwinResult, NodeUsage, PodIdentity, PodProvider, Twin, TwinEvent } from "../provider.ts";
 import { claimController } from "./claim_controller.ts";
 import { ClaimMirror } from "./claims.ts";
 import { Dependencies } from "./dependencies.ts";
@@ -52,6 +52,7 @@ import { ObjectMirror } from "./mirror.ts";
 import { mirrorController } from "./mirror_controller.ts";
 import { twinName } from "./naming.ts";
 import { WorkerStreams } from "./streams.ts";
+import { metricsUnavailableEvent, WorkerResourceUsage } from "./resource_usage.ts";
 import { tokenController } from "./token_controller.ts";
 import { TokenMirror } from "./tokens.ts";
 import { allowedAnnotations, buildTwin } from "./twin.ts";
@@ -76,6 +77,8 @@ export class WorkerPodProvider implements PodProvider {
   readonly #namespace: Informer<Namespace>;
   /** Streams of twins (the kubelet API proxy's side of the seam). */
   readonly streams: WorkerStreams;
+  /** Resource usage of twins, from the worker's metrics API. */
+  readonly resourceUsage: WorkerResourceUsage;
 
   constructor(readonly ctx: SyncerContext) {
     this.location = `cluster ${ctx.config.clusterID}`;
@@ -91,9 +94,10 @@ export class WorkerPodProvider implements PodProvider {
     this.usage = new DependencyUsage(ctx);
     this.dependencies = new Dependencies(this.objects, this.claims, this.tokens);
     this.garbage = new WorkerGarbage(ctx, this.objects, this.claims, this.usage);
-    this.streams = new WorkerStreams(ctx.physical.client, {
-      name: ctx.config.bindingName,
-      mountNamespace: ctx.config.mountNamespace,
+    const binding = { name: ctx.config.bindingName, mountNamespace: ctx.config.mountNamespace };
+    this.streams = new WorkerStreams(ctx.physical.client, binding);
+    this.resourceUsage = new WorkerResourceUsage(ctx.physical.client, binding, {
+      onUnavailable: (message) => void warnMetricsUnavailable(ctx, message),
     });
     mirrorController(ctx, "ConfigMap", this.objects, this.usage);
     mirrorController(ctx, "Secret", this.objects, this.usage);
@@ -296,6 +300,10 @@ export class WorkerPodProvider implements PodProvider {
     return this.streams.portForward(twin, port, signal);
   }
 
+  usageOn(vnode: string): Promise<NodeUsage> {
+    return this.resourceUsage.usageOn(vnode);
+  }
+
   /** Twins are the binding's pods in the mount namespace, labelled as Kubeocean's. */
   #ours(pod: Pod): boolean {
     return pod.metadata?.namespace === this.ctx.config.mountNamespace &&
@@ -320,4 +328,11 @@ function toTwin(pod: Pod): Twin {
     status: pod.status,
     deleting: !!pod.metadata?.deletionTimestamp,
   };
+}
+
+/** One Warning Event on the binding when the worker's metrics API cannot be read. */
+async function warnMetricsUnavailable(ctx: SyncerContext, message: string): Promise<void> {
+  const binding = ctx.binding;
+  if (!binding) return;
+  await ctx.recorder.publish(metricsUnavailableEvent(binding, message)).catch(() => {});
 }
