@@ -41,6 +41,12 @@ export const ANNOTATION_RUNNING_DAEMONSET = "kubeocean.io/running-daemonset";
 export const ANNOTATION_PHYSICAL_NODE = "kubeocean.io/physical-node-name";
 /** On a virtual node: the ResourceLeasingPolicy its capacity comes from. */
 export const ANNOTATION_POLICY = "kubeocean.io/policy";
+/** On a virtual node: its policy's `forceReclaim` (`"true"`/`"false"`), kept for when the policy is gone. */
+export const ANNOTATION_FORCE_RECLAIM = "kubeocean.io/force-reclaim";
+/** On a virtual node: its policy's `gracefulReclaimPeriodSeconds`, kept for when the policy is gone. */
+export const ANNOTATION_GRACEFUL_RECLAIM_PERIOD = "kubeocean.io/graceful-reclaim-period-seconds";
+/** On a virtual node that is no longer leased: when it started draining (RFC 3339). */
+export const ANNOTATION_DRAINING_SINCE = "kubeocean.io/draining-since";
 
 /** Pod condition on a virtual pod the worker refuses to run as it is (e.g. its Pod Security level). */
 export const CONDITION_WORKER_ADMITTED = "kubeocean.io/WorkerAdmitted";
@@ -82,3 +88,8 @@ export function syncedByLabel(clusterID: string): string {
 
 /** Annotation on a twin listing the virtual objects it uses: `ConfigMap/ns/name`, `Secret/ns/name`, `Token/ns/sa`. */
 export const ANNOTATION_DEPENDENCIES = "kubeocean.io/dependencies";
+
+/** On a syncer's heartbeat Lease: what the syncer reports (JSON of a `SyncerHealth`). */
+export const ANNOTATION_SYNCER_HEALTH = "kubeocean.io/syncer-health";
+/** Label of syncer heartbeat Leases (the manager caches only these). */
+export const LABEL_HEARTBEAT = "kubeocean.io/heartbeat";

@@ -124,6 +124,11 @@ export function clusterBindingController(
         message,
         observedGeneration: generation,
       });
+    const replace = (type: string, ok: boolean, reason: string, message: string) => {
+      const index = conditions.findIndex((c) => c.type === type);
+      if (index >= 0) conditions.splice(index, 1);
+      set(type, ok, reason, message);
+    };
 
     // Validation beyond the schema: unique clusterID.
     const clusterID = binding.spec!.clusterID;
@@ -220,10 +225,15 @@ export function clusterBindingController(
       await writeStatus(binding, conditions, "Failed");
       throw err;
     }
+    if (syncer.workerReachable === false) {
+      // The syncer, not this manager, talks to the worker all the time: its word is the fresher.
+      replace("Connected", false, "WorkerUnreachable", `the syncer reports: ${syncer.message}`);
+    }
     set("SyncerReady", syncer.ready, syncer.reason, syncer.message);
-    const ready = syncer.ready;
+    const ready = conditions.every((c) => c.status === "True");
     await writeStatus(binding, conditions, ready ? "Ready" : "Pending");
-    return ready ? Action.requeueAfter(recheckMs) : Action.requeueAfter(5_000);
+    const recheckIn = syncer.recheckAt ? syncer.recheckAt.getTime() - now().getTime() + 1_000 : Infinity;
+    return Action.requeueAfter(Math.max(1_000, Math.min(ready ? recheckMs : 5_000, recheckIn)));
   }
 
   async function writeStatus(

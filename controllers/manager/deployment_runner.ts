@@ -5,7 +5,8 @@
  * by the ClusterBinding. Syncers run as the ServiceAccount `kubeocean-syncer` that
  * `deploy/manager/rbac.yaml` ships with its bindings: the manager grants no permission at run time. The pod
  * templates carry a hash of the kubeconfig, so rotating the Secret rolls the Deployments. The
- * syncer is ready once its Deployment has an available replica.
+ * syncer is ready while its heartbeat Lease is fresh and says so (`common/syncer_heartbeat.ts`):
+ * replica counts say nothing about a leader whose work is stuck.
  *
  * Template syntax: `{{ .Field }}` with the fields listed in {@linkcode TemplateData}.
  *
@@ -24,7 +25,9 @@ import type { RequiredCache } from "../../toolkit/runtime/controller.ts";
 import { Informer } from "../../toolkit/runtime/informer.ts";
 import type { Logger } from "../../toolkit/runtime/log.ts";
 import { applyObject, deleteObject } from "../common/apply.ts";
-import { ANNOTATION_KUBECONFIG_HASH, LABEL_CLUSTER_BINDING } from "../common/names.ts";
+import { ANNOTATION_SYNCER_HEALTH, LABEL_CLUSTER_BINDING, LABEL_HEARTBEAT } from "../common/names.ts";
+import { heartbeatLeaseName, readHeartbeat } from "../common/syncer_heartbeat.ts";
+import { CoordinationK8sIoV1Api, type Lease } from "../../apis/coordination.k8s.io/v1/mod.ts";
 import type { SyncerRunner, SyncerStatus } from "./syncer_runner.ts";
 
 /** Fields available to templates. */
@@ -93,11 +96,17 @@ spec:
             - syncer
             - --cluster-binding={{ .BindingName }}
             - --trust-kubeconfig-secrets={{ .TrustKubeconfigSecrets }}
-            - --leader-elect=true
+            - --leader-elect
             - --proxier-pods-namespace={{ .Namespace }}
             - --proxier-port=10250
             - --metrics-bind-address=:8080
             - --health-probe-bind-address=:8081
+          env:
+            # The leader-election and heartbeat identity.
+            - name: POD_NAME
+              valueFrom: { fieldRef: { fieldPath: metadata.name } }
+            - name: POD_NAMESPACE
+              valueFrom: { fieldRef: { fieldPath: metadata.namespace } }
           ports:
             - { name: metrics, containerPort: 8080 }
             - { name: health, containerPort: 8081 }
@@ -222,9 +231,14 @@ export class DeploymentRunner implements SyncerRunner {
   readonly mode = "deployment";
   readonly #changes = new Channel<ObjectRef>();
   readonly #deployments: Informer<Deployment>;
+  readonly #heartbeats: Informer<Lease>;
   readonly #stop = new AbortController();
 
   constructor(readonly options: DeploymentRunnerOptions) {
+    const heartbeats = new Informer(new CoordinationK8sIoV1Api(options.client).leases(options.namespace), {
+      labelSelector: `${LABEL_HEARTBEAT}=syncer`,
+    });
+    this.#heartbeats = heartbeats;
     const deployments = new Informer(new AppsV1Api(options.client).deployments(options.namespace), {
       labelSelector: LABEL_CLUSTER_BINDING,
     });
@@ -239,11 +253,28 @@ export class DeploymentRunner implements SyncerRunner {
         }
       }
     })();
+    // A heartbeat whose report changed (renewals alone change nothing; staleness is a timer).
+    (async () => {
+      const reported = new Map<string, string>();
+      for await (const event of heartbeats.events(stop)) {
+        if (event.type !== "Apply" && event.type !== "Delete") continue;
+        const binding = event.object.metadata?.labels?.[LABEL_CLUSTER_BINDING];
+        if (!binding) continue;
+        const report = event.type === "Delete"
+          ? ""
+          : `${event.object.spec?.holderIdentity}/${
+            event.object.metadata?.annotations?.[ANNOTATION_SYNCER_HEALTH]
+          }`;
+        if (reported.get(binding) === report) continue;
+        reported.set(binding, report);
+        changes.push({ name: binding });
+      }
+    })();
   }
 
   /** The syncer Deployments `ensure` reads readiness from. */
   get caches(): readonly RequiredCache[] {
-    return [this.#deployments];
+    return [this.#deployments, this.#heartbeats];
   }
 
   get changes(): AsyncIterable<ObjectRef> {
@@ -313,20 +344,25 @@ export class DeploymentRunner implements SyncerRunner {
     const syncer = this.#deployments.store.get(
       `${this.options.namespace}/kubeocean-syncer-${binding.spec!.clusterID}`,
     );
-    const hashNow = syncer?.spec?.template?.metadata?.annotations?.[ANNOTATION_KUBECONFIG_HASH];
-    const available = syncer?.status?.availableReplicas ?? 0;
-    const updated = syncer?.status?.updatedReplicas ?? 0;
-    if (syncer && hashNow === kubeconfigHash && available > 0 && updated > 0) {
+    if (!syncer) {
       return {
-        ready: true,
-        reason: "DeploymentAvailable",
-        message: `Deployment ${syncer.metadata?.name} has ${available} available replica(s)`,
+        ready: false,
+        reason: "DeploymentMissing",
+        message: `Deployment kubeocean-syncer-${binding.spec!.clusterID} is not in the cache yet`,
       };
     }
+    const lease = heartbeatLeaseName(binding.metadata!.name!);
+    const heartbeat = readHeartbeat(
+      this.#heartbeats.store.get(`${this.options.namespace}/${lease}`),
+      `${this.options.namespace}/${lease}`,
+      new Date(),
+    );
     return {
-      ready: false,
-      reason: "DeploymentNotAvailable",
-      message: `Deployment kubeocean-syncer-${binding.spec!.clusterID} has no available replica yet`,
+      ready: heartbeat.ready,
+      reason: heartbeat.reason,
+      message: heartbeat.message,
+      workerReachable: heartbeat.workerReachable,
+      recheckAt: heartbeat.staleAt,
     };
   }
 
@@ -340,7 +376,7 @@ export class DeploymentRunner implements SyncerRunner {
 
   async stop(): Promise<void> {
     this.#stop.abort();
-    await this.#deployments.stop();
+    await Promise.all([this.#deployments.stop(), this.#heartbeats.stop()]);
     this.#changes.close();
   }
 }

@@ -24,7 +24,8 @@ interface Running {
   syncer: Syncer;
   physical: KubeClient;
   fingerprint: string;
-  readyAnnounced: boolean;
+  /** The health last reported to the manager's queue (JSON). */
+  announced: string;
 }
 
 /** Options of {@linkcode EmbeddedRunner}. */
@@ -51,11 +52,12 @@ export class EmbeddedRunner implements SyncerRunner, ServedBindings {
   #poll?: ReturnType<typeof setInterval>;
 
   constructor(readonly options: EmbeddedRunnerOptions) {
-    // Report readiness changes of starting syncers to the manager's queue.
+    // Report health changes of the syncers (ready, worker silent or back) to the manager's queue.
     this.#poll = setInterval(() => {
       for (const [name, running] of this.#running) {
-        if (!running.readyAnnounced && running.syncer.ready) {
-          running.readyAnnounced = true;
+        const health = JSON.stringify(running.syncer.health());
+        if (running.announced !== health) {
+          running.announced = health;
           this.#changes.push({ name });
         }
       }
@@ -122,24 +124,28 @@ export class EmbeddedRunner implements SyncerRunner, ServedBindings {
         runtimeMetrics: this.options.runtimeMetrics,
         resyncMs: this.options.resyncMs,
       }).start();
-      running = { syncer, physical, fingerprint, readyAnnounced: false };
+      running = { syncer, physical, fingerprint, announced: "" };
       this.#running.set(name, running);
     }
-    return running.syncer.ready
-      ? { ready: true, reason: "SyncerRunning", message: "the embedded syncer's caches are synced" }
-      : { ready: false, reason: "SyncerStarting", message: "the embedded syncer is listing both clusters" };
+    // In-process: the syncer's own report is first-hand (no heartbeat needed).
+    const health = running.syncer.health();
+    return { ...health, message: `the embedded syncer: ${health.message}` };
   }
 
   async remove(binding: ClusterBinding): Promise<boolean> {
-    await this.#stopOne(binding.metadata!.name!);
+    // The syncer has cleaned up (or released the binding without its worker): requests still
+    // retrying against a dead worker would only hold the deletion up.
+    await this.#stopOne(binding.metadata!.name!, { abandonWorker: true });
     return true;
   }
 
-  async #stopOne(name: string): Promise<void> {
+  async #stopOne(name: string, options: { abandonWorker?: boolean } = {}): Promise<void> {
     const running = this.#running.get(name);
     if (!running) return;
     this.#running.delete(name);
-    await running.syncer.stop();
+    const stopped = running.syncer.stop();
+    if (options.abandonWorker) running.physical.close();
+    await stopped;
     running.physical.close();
   }
 

@@ -15,6 +15,10 @@ export interface SyncerStatus {
   ready: boolean;
   reason: string;
   message: string;
+  /** False when the syncer reports that the worker's API server does not answer it. */
+  workerReachable?: boolean;
+  /** When this status must be read again even if nothing changes (a heartbeat going stale). */
+  recheckAt?: Date;
 }
 
 /** Runs one syncer per binding. */

@@ -26,6 +26,18 @@ import type { Logger } from "../../toolkit/runtime/log.ts";
 import type { Manager } from "../../toolkit/runtime/manager.ts";
 import { ANNOTATION_PHYSICAL_NODE, LABEL_CLUSTER_BINDING } from "../common/names.ts";
 import type { SyncerMetrics } from "./metrics.ts";
+import { physicalPodTransform, virtualPodTransform } from "./pod_slimming.ts";
+import type { ReachabilityState } from "./worker/reachability.ts";
+
+/** What parts of a syncer read about the worker's API server. */
+export interface WorkerReachabilityView {
+  /** Whether it has been silent for longer than the node lease duration. */
+  readonly down: boolean;
+  readonly state: ReachabilityState;
+}
+
+/** A worker that always answers (until a syncer installs its probe). */
+const ALWAYS_ANSWERING: WorkerReachabilityView = { down: false, state: { answering: true, down: false } };
 
 /** Where virtual nodes point the computing cluster for kubelet API calls (the proxier). */
 export interface ProxierEndpoint {
@@ -82,6 +94,11 @@ export class SyncerContext {
   readonly virtual: ClusterApis;
   /** The worker cluster (physical nodes, twins, policies). */
   readonly physical: ClusterApis;
+  /**
+   * Whether the worker's API server answers. While it is down the syncer renews no node lease and
+   * writes no status it cannot know; nothing is deleted on its account.
+   */
+  worker: WorkerReachabilityView = ALWAYS_ANSWERING;
 
   constructor(
     virtual: KubeClient,
@@ -162,14 +179,26 @@ export class SyncerContext {
     return this.manager.cache(this.policies);
   }
 
-  /** Every pod of the computing cluster, indexed by node. */
+  /**
+   * Every pod of the computing cluster, indexed by node: this syncer's own whole, the others slim
+   * (`pod_slimming.ts`). Every part that watches all computing pods shares this cache.
+   */
   get virtualPodInformer(): Informer<Pod> {
-    return this.manager.cache(this.virtual.core.pods(), { indexers: { [BY_NODE]: nodeNameOf } });
+    return this.manager.cache(this.virtual.core.pods(), {
+      indexers: { [BY_NODE]: nodeNameOf },
+      transform: virtualPodTransform(this.config.clusterID),
+    });
   }
 
-  /** Every pod of the worker cluster, indexed by node. */
+  /**
+   * Every pod of the worker cluster, indexed by node: Kubeocean's twins whole, the others slim.
+   * Every part that watches all worker pods shares this cache.
+   */
   get physicalPodInformer(): Informer<Pod> {
-    return this.manager.cache(this.physical.core.pods(), { indexers: { [BY_NODE]: nodeNameOf } });
+    return this.manager.cache(this.physical.core.pods(), {
+      indexers: { [BY_NODE]: nodeNameOf },
+      transform: physicalPodTransform,
+    });
   }
 
   /** The virtual node of this binding called `name`, if it exists. */

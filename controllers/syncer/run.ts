@@ -30,10 +30,12 @@ import {
   TRUST_OPTION,
 } from "../common/process.ts";
 import type { ProxierEndpoint } from "./context.ts";
+import { HeartbeatLease } from "./heartbeat_lease.ts";
 import { Syncer } from "./syncer.ts";
+import { isNotFound } from "../../toolkit/client/errors.ts";
 
-/** How often the kubeconfig Secret is checked for a rotation. */
-const KUBECONFIG_CHECK_MS = 30_000;
+/** How often the kubeconfig Secret is checked for a rotation or removal. */
+const KUBECONFIG_CHECK_MS = 10_000;
 
 /** Runs a syncer until SIGINT/SIGTERM. */
 export async function runSyncer(args: string[]): Promise<void> {
@@ -82,6 +84,7 @@ export async function runSyncer(args: string[]): Promise<void> {
       },
       log,
       trusted: parseTrust(values),
+      namespace: values.namespace,
     }),
   );
   try {
@@ -92,8 +95,11 @@ export async function runSyncer(args: string[]): Promise<void> {
 }
 
 /**
- * The leading work of a syncer process: reads the binding and its kubeconfig, runs the syncer,
- * and returns (the process then exits and restarts) when the kubeconfig Secret changes.
+ * The leading work of a syncer process: reads the binding and its kubeconfig, runs the syncer and
+ * its heartbeat, and returns (the process then exits and restarts) when the kubeconfig Secret
+ * changes. When the Secret is deleted or loses its kubeconfig the work fails: the heartbeat says
+ * why one last time, the lease is released and the process exits non-zero — a leader never keeps
+ * renewing while it cannot work.
  */
 class SyncerProcess {
   readonly name = "syncer";
@@ -108,6 +114,8 @@ class SyncerProcess {
       log: Logger;
       /** Whether the kubeconfig Secret may run programs and name files. */
       trusted: boolean;
+      /** Where the heartbeat Lease lives (the syncer's namespace). */
+      namespace: string;
     },
   ) {}
 
@@ -118,7 +126,11 @@ class SyncerProcess {
     const readKubeconfig = async () => {
       const secret = await new CoreV1Api(this.virtual).secrets(ref.namespace).get(ref.name);
       const data = secret.data?.[KUBECONFIG_KEY];
-      if (!data) throw new Error(`Secret ${ref.namespace}/${ref.name} has no "${KUBECONFIG_KEY}" key`);
+      if (!data) {
+        throw new MissingKubeconfigError(
+          `Secret ${ref.namespace}/${ref.name} has no "${KUBECONFIG_KEY}" key`,
+        );
+      }
       return new TextDecoder().decode(Uint8Array.from(atob(data), (c) => c.charCodeAt(0)));
     };
     const kubeconfig = await readKubeconfig();
@@ -139,15 +151,39 @@ class SyncerProcess {
       log,
       runtimeMetrics: this.manager.metrics,
     });
-    this.manager.health.addReadyz("syncer", () => syncer.ready || "caches not synced yet");
+    const heartbeat = new HeartbeatLease({
+      client: this.virtual,
+      namespace: this.options.namespace,
+      binding: name,
+      identity: Deno.env.get("POD_NAME") || Deno.hostname(),
+      health: () => syncer.health(),
+      log,
+    });
+    addProbes(this.manager, syncer, heartbeat);
     const stop = new AbortController();
     leading.addEventListener("abort", () => stop.abort(), { once: true });
-    // A rotated kubeconfig: stop, so that a fresh process starts with it.
+    // A rotated kubeconfig: stop, so that a fresh process starts with it; a deleted one: fail.
     const watchKubeconfig = async () => {
       while (!stop.signal.aborted) {
         await sleep(KUBECONFIG_CHECK_MS, stop.signal).catch(() => {});
         if (stop.signal.aborted) return;
-        const now = await readKubeconfig().catch(() => kubeconfig);
+        let now: string;
+        try {
+          now = await readKubeconfig();
+        } catch (err) {
+          if (!isNotFound(err) && !(err instanceof MissingKubeconfigError)) continue; // transient: ask again
+          const message = `kubeconfig Secret ${ref.namespace}/${ref.name}: ${
+            isNotFound(err) ? "deleted" : (err as Error).message
+          }`;
+          await heartbeat.write(JSON.stringify({
+            ready: false,
+            reason: "KubeconfigUnreadable",
+            message: `${message}; the syncer stopped`,
+            workerReachable: syncer.health().workerReachable,
+          })).catch(() => {});
+          stop.abort();
+          throw new Error(message);
+        }
         if (await sha256Hex(now) !== hash) {
           log.info("kubeconfig changed; exiting to restart with it");
           stop.abort();
@@ -155,9 +191,39 @@ class SyncerProcess {
       }
     };
     try {
-      await Promise.all([syncer.run(stop.signal).finally(() => stop.abort()), watchKubeconfig()]);
+      await Promise.all([
+        syncer.run(stop.signal).finally(() => stop.abort()),
+        heartbeat.run(stop.signal),
+        watchKubeconfig(),
+      ]);
     } finally {
       physical.close();
     }
   }
+}
+
+/** The binding's Secret exists but holds no kubeconfig. */
+class MissingKubeconfigError extends Error {}
+
+/**
+ * Probes of a syncer process: ready while the syncer syncs (caches listed, the worker answers);
+ * alive while its worker probe and its heartbeat keep running. A silent worker makes the replica
+ * unready, never restarts it (a restart cannot fix another cluster).
+ */
+function addProbes(manager: Manager, syncer: Syncer, heartbeat: HeartbeatLease): void {
+  manager.health.addReadyz("syncer", () => {
+    const health = syncer.health();
+    return health.ready || `${health.reason}: ${health.message}`;
+  });
+  const stalledAfterMs = 60_000;
+  const started = performance.now();
+  manager.health.addHealthz("worker-probe", () => {
+    const last = syncer.reachability.lastProbeAt;
+    const since = last ? Date.now() - last.getTime() : performance.now() - started;
+    return since < stalledAfterMs || `the worker probe has not finished for ${Math.round(since / 1000)} s`;
+  });
+  manager.health.addHealthz("heartbeat", () => {
+    const since = performance.now() - (heartbeat.lastWrittenAt ?? started);
+    return since < stalledAfterMs || `no heartbeat written for ${Math.round(since / 1000)} s`;
+  });
 }

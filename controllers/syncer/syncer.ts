@@ -33,6 +33,8 @@ import { EventReflector } from "./topdown/event_reflector.ts";
 import { PodAudit } from "./topdown/pod_audit.ts";
 import { PodLifecycleController } from "./topdown/pod_lifecycle.ts";
 import { WorkerPodProvider } from "./worker/worker_provider.ts";
+import { WorkerReachability } from "./worker/reachability.ts";
+import type { SyncerHealth } from "../common/syncer_heartbeat.ts";
 
 /** Options of a {@linkcode Syncer}. */
 export interface SyncerOptions {
@@ -50,6 +52,10 @@ export interface SyncerOptions {
   runtimeMetrics?: RuntimeMetrics;
   resyncMs?: number;
   leaseRenewMs?: number;
+  /** Node lease duration in seconds (default 40); also how long the worker may be silent before it counts as down. */
+  leaseDurationSeconds?: number;
+  /** Time between worker reachability probes (default 2 s). */
+  workerProbeMs?: number;
   /** Run the top-down (pod) parts too (default true). */
   topDown?: boolean;
 }
@@ -63,8 +69,12 @@ export class Syncer implements Runnable {
   readonly provider?: WorkerPodProvider;
   readonly pods?: PodLifecycleController;
   readonly podAudit?: PodAudit;
+  /** Whether the worker's API server answers. */
+  readonly reachability: WorkerReachability;
   #abort?: AbortController;
   #run?: Promise<void>;
+  /** Whether `run` is under way (through `start` or called directly, as the syncer process does). */
+  #running = false;
   #failure?: Error;
 
   constructor(virtual: KubeClient, physical: KubeClient, options: SyncerOptions) {
@@ -85,7 +95,7 @@ export class Syncer implements Runnable {
         mountNamespace: options.mountNamespace,
         proxier: options.proxier ?? { address: "127.0.0.1", port: 10250 },
         resyncMs: options.resyncMs ?? 5 * 60_000,
-        leaseDurationSeconds: 40,
+        leaseDurationSeconds: options.leaseDurationSeconds ?? 40,
         leaseRenewMs: options.leaseRenewMs ?? 10_000,
       },
       this.manager,
@@ -96,6 +106,18 @@ export class Syncer implements Runnable {
       }),
       SyncerMetrics.of(registry),
     );
+    this.reachability = new WorkerReachability({
+      // `/version` is readable by every authenticated user: it proves the server answers, not permissions.
+      probe: (signal) => physical.transport.request({ method: "GET", path: "/version", signal }),
+      clock: systemClock,
+      log,
+      intervalMs: options.workerProbeMs,
+      downAfterMs: this.ctx.config.leaseDurationSeconds * 1000,
+      // Statuses were not written while it was down: look at everything again.
+      onRecovered: () => this.resync(),
+    });
+    this.ctx.worker = this.reachability;
+    this.manager.add(this.reachability);
     this.heartbeat = new Heartbeat(this.ctx);
     this.manager.add(this.heartbeat);
     nodeController(this.ctx, (vnode) => this.heartbeat.renew(vnode));
@@ -118,9 +140,11 @@ export class Syncer implements Runnable {
   /** Runs every part until `signal` aborts; rejects when one of them fails (the others stop). */
   async run(signal: AbortSignal): Promise<void> {
     this.ctx.log.info("syncer started");
+    this.#running = true;
     try {
       await this.manager.run(signal);
     } finally {
+      this.#running = false;
       await this.ctx.recorder.flush().catch(() => {});
       this.ctx.log.info("syncer stopped");
     }
@@ -144,7 +168,35 @@ export class Syncer implements Runnable {
 
   /** Whether every cache has listed once (the syncer reconciles from then on). */
   get ready(): boolean {
-    return this.#abort !== undefined && this.manager.synced;
+    return this.#running && this.manager.synced;
+  }
+
+  /**
+   * What this syncer can vouch for right now: whether the worker answers and its caches have
+   * listed (the syncer process publishes it as its heartbeat; embedded runners read it directly).
+   */
+  health(): SyncerHealth {
+    const worker = this.reachability.state;
+    const notSynced = this.#running ? this.manager.notSyncedReason : "not running";
+    if (worker.down || (!worker.answering && notSynced)) {
+      return {
+        ready: false,
+        reason: "WorkerUnreachable",
+        message: `the worker API server has not answered since ${worker.silentSince?.toISOString()}: ${
+          worker.lastError ?? "no answer"
+        }`,
+        workerReachable: false,
+      };
+    }
+    if (notSynced) {
+      return { ready: false, reason: "CachesNotSynced", message: notSynced, workerReachable: true };
+    }
+    return {
+      ready: true,
+      reason: "Syncing",
+      message: "caches synced and the worker API server answers",
+      workerReachable: true,
+    };
   }
 
   /** Re-queues every object of every controller (e.g. after a test moved the clock). */

@@ -178,10 +178,50 @@ spec:
             stderr: "piped",
           }).spawn();
           const bindings = new KubeoceanIoV1beta1Api(await connect(computing)).clusterbindings();
-          await eventually("binding Ready", async () => {
-            const binding = await bindings.get("worker");
-            return binding.status?.phase === "Ready";
+          // The kubelet's part: run the rendered syncer Deployment's container as its ServiceAccount.
+          const renderedSyncer = await eventually("the syncer Deployment rendered", async () => {
+            const admin = await connect(computing);
+            try {
+              const list = await new AppsV1Api(admin).deployments("kubeocean-system").list({
+                labelSelector: "app.kubernetes.io/name=kubeocean-syncer",
+              });
+              return list.items[0];
+            } finally {
+              admin.close();
+            }
           }, { timeoutMs: 90_000 });
+          const syncerContainer = renderedSyncer.spec!.template.spec!.containers[0];
+          const syncerProcess = new Deno.Command(Deno.execPath(), {
+            args: [
+              "run",
+              ...await runTaskFlags(),
+              new URL("controllers/main.ts", ROOT).pathname,
+              ...syncerContainer.args!,
+              `--kubeconfig=${await asServiceAccount("kubeocean-syncer")}`,
+              "--metrics-bind-address=127.0.0.1:0",
+              `--health-probe-bind-address=127.0.0.1:${allocatePort()}`,
+            ],
+            env: { POD_NAMESPACE: "kubeocean-system", POD_NAME: "kubeocean-syncer-test" },
+            stdout: "null",
+            stderr: "piped",
+          }).spawn();
+          const syncerStderr = new Response(syncerProcess.stderr).text();
+          try {
+            await eventually("binding Ready (from the syncer's heartbeat)", async () => {
+              const binding = await bindings.get("worker");
+              return binding.status?.phase === "Ready";
+            }, { timeoutMs: 90_000 });
+            const ready = (await bindings.get("worker")).status!.conditions!.find((c) =>
+              c.type === "SyncerReady"
+            )!;
+            assert.match(ready.message!, /kubeocean-syncer-test: caches synced/);
+          } finally {
+            syncerProcess.kill("SIGTERM");
+            const status = await syncerProcess.status;
+            const text = await syncerStderr;
+            assert.equal(status.code, 0, text.slice(-2000));
+            assert.doesNotMatch(text, /NotCapable|Requires .* access|PermissionDenied|forbidden/i);
+          }
           const admin = await connect(computing);
           const rendered = await new AppsV1Api(admin).deployments("kubeocean-system").list({
             labelSelector: "kubeocean.io/cluster-binding=worker",

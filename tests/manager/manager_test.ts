@@ -23,6 +23,7 @@ import { EventRecorder } from "../../toolkit/runtime/events.ts";
 import { Logger } from "../../toolkit/runtime/log.ts";
 import { connect, envTest, eventually, withSlowLists } from "../../toolkit/envtest/testing.ts";
 import { startSyncer } from "../syncer/fixture.ts";
+import { SyncerKubelet } from "../fixtures/syncer_kubelet.ts";
 import { loadKubeconfigText } from "../../toolkit/client/kubeconfig.ts";
 import { KubeClient as Client } from "../../toolkit/client/client.ts";
 
@@ -66,6 +67,11 @@ envTest("manager: bind, failures and recovery, schema, rotation, deletion, least
     }))
       .items;
   let goodKubeconfig = "";
+  // Runs the rendered syncer Deployments as processes: SyncerReady comes from their heartbeats.
+  const kubelet = new SyncerKubelet(computing, {
+    namespace: SYSTEM,
+    kubeconfig: env.cluster("computing").kubeconfig,
+  });
 
   try {
     await installCrd(computing, "kubeocean.io_clusterbindings.yaml");
@@ -73,6 +79,7 @@ envTest("manager: bind, failures and recovery, schema, rotation, deletion, least
     // What deploy/manager/rbac.yaml ships: the ServiceAccount rendered syncers run as.
     await vcore.serviceaccounts(SYSTEM).create({ metadata: { name: "kubeocean-syncer" } });
     managerRun = runManager();
+    kubelet.start();
 
     await t.step(
       "bind → Ready; deployment mode renders Deployments, ServiceAccount and RBAC owned by the binding",
@@ -350,6 +357,7 @@ envTest("manager: bind, failures and recovery, schema, rotation, deletion, least
       "deleted → waits for the syncer's finalizer, then removes what it rendered and its own",
       async () => {
         // Play the syncer the rendered Deployment would run: it adds its finalizer and cleans up.
+        await kubelet.stop();
         const secret = await secrets.get("worker-kubeconfig");
         const text = new TextDecoder().decode(
           Uint8Array.from(atob(secret.data!.kubeconfig), (c) => c.charCodeAt(0)),
@@ -393,6 +401,7 @@ envTest("manager: bind, failures and recovery, schema, rotation, deletion, least
       },
     );
   } finally {
+    await kubelet.stop();
     stop.abort();
     await managerRun?.catch(() => {});
     await runner.stop();

@@ -9,11 +9,12 @@ import type { Node, Pod } from "../../apis/core/v1/mod.ts";
 import { CoreV1Api } from "../../apis/core/v1/mod.ts";
 import { CoordinationK8sIoV1Api } from "../../apis/coordination.k8s.io/v1/mod.ts";
 import { StorageK8sIoV1Api } from "../../apis/storage.k8s.io/v1/mod.ts";
-import { KubeoceanIoV1beta1Api } from "../../apis/kubeocean.io/v1beta1/mod.ts";
+import { KubeoceanIoV1beta1Api, type ResourceLeasingPolicy } from "../../apis/kubeocean.io/v1beta1/mod.ts";
 import { virtualNodeName } from "../../controllers/syncer/bottomup/vnode.ts";
 import type { Syncer } from "../../controllers/syncer/syncer.ts";
 import { connect, envTest, eventually } from "../../toolkit/envtest/testing.ts";
 import { isNotFound } from "../../toolkit/client/errors.ts";
+import { Controller, type ReconcileOutcome } from "../../toolkit/runtime/controller.ts";
 import { applyPolicy, bindWorker, deletePolicy, startSyncer, TestClock } from "./fixture.ts";
 
 const NODES = 10;
@@ -45,6 +46,78 @@ envTest("syncer bottom-up: virtual nodes, capacity, time windows, removal, heart
   const vnode = (n: string) => vcore.nodes().get(vname(n));
   const ready = (n: Node) => n.status?.conditions?.find((c) => c.type === "Ready")?.status;
   const taint = (n: Node, key: string) => n.spec?.taints?.find((t) => t.key === key);
+  const policies = new KubeoceanIoV1beta1Api(worker).resourceleasingpolicies();
+  /** The running syncer's node controller (a restarted syncer has a new one). */
+  const nodeController = (): Controller<Node> => {
+    const found = syncer?.manager.runnables.find((r) => r.name === "vnodes/worker");
+    if (!(found instanceof Controller)) throw new Error("the syncer has no node controller");
+    return found;
+  };
+  /** The outcome of a reconcile of physical node `name` asked for now. */
+  const reconciled = async (name: string): Promise<ReconcileOutcome> => {
+    const controller = nodeController();
+    const done = new AbortController();
+    const next = (async () => {
+      for await (const outcome of controller.outcomes(done.signal)) if (outcome.key === name) return outcome;
+      throw new Error("node controller stopped");
+    })();
+    controller.enqueue({ name });
+    try {
+      return await next;
+    } finally {
+      done.abort();
+    }
+  };
+  const missing = async (get: () => Promise<unknown>) => {
+    try {
+      await get();
+      return false;
+    } catch (err) {
+      return isNotFound(err);
+    }
+  };
+  /** Virtual node of `physicalName` cordoned for draining: unschedulable, tainted, with its start. */
+  const cordoned = (physicalName: string) =>
+    eventually(`${vname(physicalName)} cordoned`, async () => {
+      const n = await vnode(physicalName);
+      return n.spec?.unschedulable && taint(n, "kubeocean.io/vnode-deleting")?.effect === "NoSchedule" &&
+          n.metadata?.annotations?.["kubeocean.io/draining-since"]
+        ? n
+        : undefined;
+    });
+  /** A pod bound straight to the virtual node of `physicalName` (tolerating its taints), Running. */
+  const runningPodOn = async (name: string, physicalName: string): Promise<Pod> => {
+    await vcore.pods("default").create({
+      metadata: { name },
+      spec: {
+        nodeName: vname(physicalName),
+        tolerations: [{ operator: "Exists" }],
+        containers: [{ name: "c", image: "busybox" }],
+      },
+    } as Pod);
+    return await eventually(`${name} Running through its twin`, async () => {
+      const pod = await vcore.pods("default").get(name);
+      return pod.status?.phase === "Running" ? pod : undefined;
+    });
+  };
+  /** A policy leasing only `physicalName` (labelled `pool=<label>`), and its virtual node Ready. */
+  const leaseOnly = async (
+    physicalName: string,
+    label: string,
+    extra: Partial<NonNullable<ResourceLeasingPolicy["spec"]>> = {},
+  ) => {
+    await pcore.nodes().patch(physicalName, { metadata: { labels: { pool: label } } }, { type: "merge" });
+    await applyPolicy(worker, `lease-${label}`, {
+      cluster: "worker",
+      nodeSelector: {
+        nodeSelectorTerms: [{
+          matchExpressions: [{ key: "pool", operator: "In" as const, values: [label] }],
+        }],
+      },
+      ...extra,
+    });
+    await eventually(`${vname(physicalName)} Ready`, async () => ready(await vnode(physicalName)) === "True");
+  };
 
   try {
     for (const name of physical.slice(0, SELECTED)) {
@@ -197,6 +270,61 @@ envTest("syncer bottom-up: virtual nodes, capacity, time windows, removal, heart
       },
     );
 
+    await t.step(
+      "a quantity the schema accepts but is no Kubernetes quantity → Failed naming the field; the syncer goes on",
+      async () => {
+        const outcomes: ReconcileOutcome[] = [];
+        const watching = new AbortController();
+        const collecting = (async () => {
+          for await (const o of nodeController().outcomes(watching.signal)) {
+            if (o.key === "worker-node-9") outcomes.push(o);
+          }
+        })();
+        const node9 = {
+          nodeSelectorTerms: [{
+            matchFields: [{ key: "metadata.name", operator: "In" as const, values: ["worker-node-9"] }],
+          }],
+        };
+        // "1e1.5" matches the CRD's quantity pattern (a fractional exponent) but no quantity parser takes it.
+        await applyPolicy(worker, "bad-quantity", {
+          cluster: "worker",
+          nodeSelector: node9,
+          resourceLimits: [{ resource: "cpu", quantity: "1e1.5" }],
+        });
+        const failed = await eventually("policy Failed", async () => {
+          const p = await policies.get("bad-quantity");
+          return p.status?.phase === "Failed" ? p : undefined;
+        });
+        const valid = failed.status!.conditions!.find((c) => c.type === "Valid")!;
+        assert.equal(valid.status, "False");
+        assert.match(
+          valid.message!,
+          /^spec\.resourceLimits\[0\]\.quantity: "1e1\.5" is not a Kubernetes quantity/,
+        );
+        await reconciled("worker-node-9");
+        assert.ok(await missing(() => vnode("worker-node-9")), "an invalid policy leases nothing");
+        watching.abort();
+        await collecting;
+        const errors = outcomes.filter((o) => o.result === "error").map((o) => o.error?.message);
+        assert.deepEqual(errors, [], "the node's reconciles do not throw");
+        // The syncer goes on: the corrected policy leases the node.
+        await applyPolicy(worker, "bad-quantity", {
+          cluster: "worker",
+          nodeSelector: node9,
+          resourceLimits: [{ resource: "cpu", quantity: "1" }],
+        });
+        await eventually("node 9 leased with 1 CPU", async () => {
+          try {
+            return await cpuOf("worker-node-9") === "1";
+          } catch {
+            return false;
+          }
+        });
+        await deletePolicy(worker, "bad-quantity");
+        await eventually("node 9 no longer leased", () => missing(() => vnode("worker-node-9")));
+      },
+    );
+
     await t.step("no policy: no virtual node", async () => {
       await deletePolicy(worker, "b-newer");
       await eventually("all vnodes removed", async () => (await vnodes()).length === 0, {
@@ -343,6 +471,101 @@ envTest("syncer bottom-up: virtual nodes, capacity, time windows, removal, heart
       });
       await assert.rejects(leases.get(vname("worker-node-5")), (err) => isNotFound(err));
     });
+
+    await t.step(
+      "policy deleted, no forceReclaim → cordoned, its pods run to completion, then the virtual node goes",
+      async () => {
+        await leaseOnly("worker-node-7", "finish");
+        const pod = await runningPodOn("on-node-7", "worker-node-7");
+        await deletePolicy(worker, "lease-finish");
+        await cordoned("worker-node-7");
+        // A whole reconcile of the drained node later: nothing evicted, the node stays.
+        await reconciled("worker-node-7");
+        const still = await vcore.pods("default").get("on-node-7");
+        assert.equal(still.status?.phase, "Running");
+        assert.equal(still.metadata?.deletionTimestamp, undefined, "not evicted");
+        assert.equal((await vnode("worker-node-7")).spec?.unschedulable, true);
+
+        // Play the kubelet: the twin's container exits 0.
+        const twinName = pod.metadata!.annotations!["kubeocean.io/physical-pod-name"];
+        const twins = pcore.pods("kubeocean-worker");
+        const twin = await twins.get(twinName);
+        const finished = new Date().toISOString().replace(/\.\d+Z$/, "Z");
+        await twins.patchStatus(twinName, {
+          status: {
+            phase: "Succeeded",
+            conditions: twin.status!.conditions!.map((c) =>
+              c.type === "Ready" || c.type === "ContainersReady"
+                ? { ...c, status: "False", reason: "PodCompleted" }
+                : c
+            ),
+            containerStatuses: twin.status!.containerStatuses!.map((s) => ({
+              ...s,
+              ready: false,
+              started: false,
+              state: {
+                terminated: { exitCode: 0, reason: "Completed", startedAt: finished, finishedAt: finished },
+              },
+            })),
+          },
+        }, { type: "merge" });
+        await eventually(
+          "virtual pod Succeeded",
+          async () => (await vcore.pods("default").get("on-node-7")).status?.phase === "Succeeded",
+        );
+        await eventually(
+          "vnode 7 removed once its last pod ended",
+          () => missing(() => vnode("worker-node-7")),
+        );
+        await eventually("its Lease too", () => missing(() => leases.get(vname("worker-node-7"))));
+        await vcore.pods("default").delete("on-node-7", { gracePeriodSeconds: 0 }).catch(() => {});
+      },
+    );
+
+    await t.step(
+      "policy deleted with forceReclaim and a 10 s grace → evicted 10 s after draining began, not before",
+      async () => {
+        await leaseOnly("worker-node-8", "reclaim", { forceReclaim: true, gracefulReclaimPeriodSeconds: 10 });
+        await runningPodOn("on-node-8", "worker-node-8");
+        await deletePolicy(worker, "lease-reclaim");
+        const drained = await cordoned("worker-node-8");
+        const since = Date.parse(drained.metadata!.annotations!["kubeocean.io/draining-since"]);
+        const deadline = since + 10_000;
+        // Poll on the syncer's clock until the pod is evicted; note when it was last seen untouched.
+        let lastUntouched = 0;
+        let evictedSeen = 0;
+        let evicted: Pod | undefined;
+        await eventually("pod evicted", async () => {
+          const before = clock.now().getTime();
+          try {
+            const pod = await vcore.pods("default").get("on-node-8");
+            if (!pod.metadata?.deletionTimestamp) {
+              lastUntouched = before;
+              return false;
+            }
+            evicted = pod;
+          } catch (err) {
+            if (!isNotFound(err)) throw err;
+          }
+          evictedSeen = clock.now().getTime();
+          return true;
+        }, { timeoutMs: 60_000, intervalMs: 100 });
+        assert.ok(lastUntouched >= since + 5_000, "still running well into the grace period");
+        assert.ok(evictedSeen >= deadline, `evicted ${deadline - evictedSeen} ms before the deadline`);
+        if (evicted) {
+          // The API server's own record: deletionTimestamp = eviction + grace, in whole seconds.
+          const offset = clock.now().getTime() - Date.now();
+          const evictedAt = Date.parse(evicted.metadata!.deletionTimestamp!) -
+            (evicted.metadata!.deletionGracePeriodSeconds ?? 0) * 1000 + offset;
+          assert.ok(evictedAt + 1_000 >= deadline, `evicted ${deadline - evictedAt} ms before the deadline`);
+        }
+        assert.ok(evictedSeen <= deadline + 20_000, "woken at the deadline, not at the next resync");
+        await eventually("pod gone", () => missing(() => vcore.pods("default").get("on-node-8")), {
+          timeoutMs: 60_000,
+        });
+        await eventually("vnode 8 removed", () => missing(() => vnode("worker-node-8")));
+      },
+    );
 
     await t.step(
       "relabelled out of the selector → removed; relabelled back → a schedulable virtual node",

@@ -67,8 +67,12 @@ export class NodeHttpsClient {
         init.signal?.addEventListener("abort", () => res.destroy(), { once: true });
         resolve(new Response(body, { status, statusText: res.statusMessage, headers }));
       });
-      const onAbort = () =>
+      // Settle on the abort itself: a request destroyed while its TLS handshake hangs (a frozen
+      // server) did not always emit 'error' under Deno's node:https, leaving the caller waiting.
+      const onAbort = () => {
+        reject(init.signal?.reason);
         req.destroy(init.signal?.reason instanceof Error ? init.signal.reason : new Error("aborted"));
+      };
       init.signal?.addEventListener("abort", onAbort, { once: true });
       req.on("error", (err: Error) => {
         init.signal?.removeEventListener("abort", onAbort);

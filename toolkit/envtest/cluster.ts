@@ -753,6 +753,25 @@ export class Cluster {
     await this.startApiserver();
   }
 
+  /**
+   * Freezes kube-apiserver (SIGSTOP): it keeps its port and the kernel still accepts connections,
+   * but nothing answers — a hung control plane, which clients only notice through deadlines.
+   */
+  freezeApiserver(): void {
+    this.#signal("kube-apiserver", "SIGSTOP");
+  }
+
+  /** Resumes a frozen kube-apiserver (SIGCONT); it answers again where it stopped. */
+  thawApiserver(): void {
+    this.#signal("kube-apiserver", "SIGCONT");
+  }
+
+  #signal(name: string, signal: Deno.Signal): void {
+    const proc = this.#processes.get(name);
+    if (!proc) throw new Error(`${name} of cluster ${this.name} is not running`);
+    Deno.kill(proc.pid, signal);
+  }
+
   /** Compacts etcd's history up to its current revision; watches from older versions then get 410 Gone. */
   async compactEtcd(): Promise<number> {
     const base = `http://127.0.0.1:${this.state.ports.etcd}/v3`;
@@ -773,6 +792,12 @@ export class Cluster {
   async #stopProcess(name: string): Promise<void> {
     const proc = this.#processes.get(name);
     if (!proc) return;
+    // A frozen process handles SIGTERM only once it runs again.
+    try {
+      Deno.kill(proc.pid, "SIGCONT");
+    } catch {
+      // already gone
+    }
     if (proc instanceof ManagedProcess) await proc.stop();
     else await stopRecord(proc);
     this.#processes.delete(name);

@@ -158,6 +158,14 @@ export class Manager {
     return this.caches.length > 0 && this.#cachesProblem() === undefined;
   }
 
+  /**
+   * Why this manager does not reconcile yet — not leading, or the caches still listing (named) —
+   * or undefined once it does.
+   */
+  get notSyncedReason(): string | undefined {
+    return this.#cachesProblem();
+  }
+
   /** Whether this replica leads (always true without leader election, once running). */
   get leading(): boolean {
     return this.#leading;

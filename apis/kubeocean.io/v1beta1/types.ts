@@ -32,6 +32,8 @@ export interface ClusterBindingSpec {
   serviceNamespaces?: string[];
   /** Do not add the kubeocean.io/vnode:NoSchedule taint to virtual nodes. */
   disableNodeDefaultTaint?: boolean;
+  /** How long deleting this binding waits for the worker cluster to remove what the syncer created there (default 120). Past it the computing cluster is cleaned anyway (finalizers removed, virtual nodes deleted) and an Event lists what may be left in the worker. */
+  cleanupTimeoutSeconds?: number;
   /** PriorityClass of pods in the worker cluster (default kubeocean-default, value -10000). */
   podPriorityClassName?: string;
   /** Run DaemonSet pods on virtual nodes without the kubeocean.io/running-daemonset annotation. */

@@ -1,8 +1,10 @@
 /**
  * Node heartbeats: a `coordination.k8s.io/v1` Lease per virtual node in `kube-node-lease`
  * (duration 40 s, owned by the Node), renewed about every 10 s with jitter, spread over the
- * period so that many nodes do not renew at once. When the syncer stops, the leases expire and the
- * computing cluster's node-lifecycle controller marks the virtual nodes NotReady.
+ * period so that many nodes do not renew at once. When the syncer stops, or while the worker's API
+ * server counts as down (silent for longer than the lease duration, `ctx.worker`), the leases
+ * expire and the computing cluster's node-lifecycle controller marks the virtual nodes NotReady —
+ * as it would for a kubelet cut off from its node — and stops scheduling there.
  *
  * @module
  */
@@ -44,7 +46,7 @@ export class Heartbeat implements Runnable {
   }
 
   async #tick(): Promise<void> {
-    if (this.#busy) return;
+    if (this.#busy || this.ctx.worker.down) return;
     this.#busy = true;
     try {
       const now = performance.now();

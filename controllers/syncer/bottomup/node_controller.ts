@@ -4,10 +4,12 @@
  * Keyed by physical node name. A node is leased while the binding's node selector and one of the
  * binding's valid policies select it; its virtual node then carries the leased capacity, the
  * physical node's conditions and node info, copied taints plus Kubeocean's own, and addresses
- * pointing at the proxier. A node that is no longer leased (deleted, relabelled, no policy) is
- * tainted and cordoned, its pods are evicted, and the virtual node, its Lease and CSINode are
- * deleted once it is empty. Time windows are evaluated in the policy's time zone; the controller
- * wakes at the next transition.
+ * pointing at the proxier, and records the policy's reclaim settings. A node that is no longer
+ * leased (deleted, relabelled, no valid policy) is drained (`drain.ts`): cordoned, its pods left to
+ * run to completion or evicted as the recorded settings say, and the virtual node, its Lease and
+ * CSINode deleted once it is empty. While the binding is being deleted its virtual nodes are only
+ * cordoned (the binding controller removes them). Time windows are evaluated in the policy's time
+ * zone; the controller wakes at the next transition.
  *
  * @module
  */
@@ -15,7 +17,7 @@
 import type { CSINode } from "../../../apis/storage.k8s.io/v1/mod.ts";
 import type { Node, NodeStatus, Taint } from "../../../apis/core/v1/mod.ts";
 import type { ResourceLeasingPolicy } from "../../../apis/kubeocean.io/v1beta1/mod.ts";
-import { isAlreadyExists, isConflict, isNotFound, isTransient } from "../../../toolkit/client/errors.ts";
+import { isAlreadyExists, isNotFound } from "../../../toolkit/client/errors.ts";
 import type { ObjectRef } from "../../../toolkit/client/resource.ts";
 import { rfc3339 } from "../../../toolkit/apimachinery/time.ts";
 import { Action, type Controller } from "../../../toolkit/runtime/controller.ts";
@@ -30,16 +32,17 @@ import {
   resourceMetricsPath,
   TAINT_OUT_OF_TIME_WINDOWS,
   TAINT_VNODE,
-  TAINT_VNODE_DELETING,
 } from "../../common/names.ts";
 import { BY_NODE, nodeNameOf, proxierPodSelector, type SyncerContext } from "../context.ts";
 import { applyLimits, freeCapacity, isNonTerminal, toResourceList } from "./capacity.ts";
+import { cordon, drainAndRemove, reclaimAnnotations } from "./drain.ts";
 import { NodeNameConflicts } from "./name_conflicts.ts";
 import { NodeFigures } from "./node_figures.ts";
 import { matchesNodeSelector } from "./node_selector.ts";
 import { selectPolicy } from "./policy_selection.ts";
 import { evaluateWindows } from "./time_windows.ts";
 import { mergeOwned, type OwnedMetadata, virtualNodeLabels, virtualNodeName } from "./vnode.ts";
+import { physicalPodTransform, virtualPodTransform } from "../pod_slimming.ts";
 
 /** Physical taints managed by each cluster's own node lifecycle; never copied. */
 function copiedTaint(t: Taint): boolean {
@@ -91,6 +94,7 @@ export function nodeController(
     // Other workloads' pods change what can be leased; twins do not (they run on the lease).
     .watches(ctx.physical.core.pods(), (pod) => pod.spec?.nodeName ? [{ name: pod.spec.nodeName }] : [], {
       indexers: { [BY_NODE]: nodeNameOf },
+      transform: physicalPodTransform,
       predicates: [(e) => e.object.metadata?.labels?.[LABEL_MANAGED_BY] !== MANAGED_BY_VALUE],
     })
     .watches(ctx.policies, (_policy, _event, nodes) => everyNode(nodes))
@@ -105,6 +109,7 @@ export function nodeController(
       (pod) => pod.spec?.nodeName?.startsWith("vnode-") ? physicalOfVirtual(pod.spec.nodeName) : [],
       {
         indexers: { [BY_NODE]: nodeNameOf },
+        transform: virtualPodTransform(ctx.config.clusterID),
         // A draining node waits for its pods to end; their other changes only move usage gauges,
         // which the node's next reconcile (heartbeats, resync) refreshes.
         predicates: [(e) => e.type === "Delete" || !isNonTerminal(e.object)],
@@ -117,19 +122,28 @@ export function nodeController(
     })
     .build(async (ref, rc) => {
       const binding = ctx.binding;
-      if (!binding || binding.metadata?.deletionTimestamp) return Action.done(); // the binding finalizer cleans up
+      if (!binding) return Action.done();
       const clusterID = binding.spec!.clusterID;
       const vname = virtualNodeName(clusterID, ref.name);
       // The cache holds this binding's virtual nodes only (by label): another owner's is never touched.
       const vnode = virtualNodeInformer.store.get(vname);
+      if (binding.metadata?.deletionTimestamp) {
+        // The binding controller deletes the virtual nodes; meanwhile the scheduler places nothing there.
+        if (vnode) await cordon(ctx, vnode);
+        return Action.done();
+      }
+      // A silent worker: its cached nodes and pods may be stale. Like a kubelet cut off from its
+      // node, write nothing (no status, no drain, no removal) and let the leases lapse.
+      if (ctx.worker.down) return Action.requeueAfter(5_000);
       const physical = rc.object;
-      const leasable = physical && physical.metadata?.labels?.type !== "virtual-kubelet" &&
+      const physicalGone = !physical || !!physical.metadata?.deletionTimestamp;
+      const leasable = !physicalGone && physical.metadata?.labels?.type !== "virtual-kubelet" &&
         physical.metadata?.labels?.["node.kubernetes.io/instance-type"] !== "vnode" &&
         matchesNodeSelector(binding.spec?.nodeSelector, ref.name, physical.metadata?.labels);
       const policy = leasable ? selectPolicy(policyInformer.store.list(), bindingName, physical) : undefined;
       if (!physical || !policy) {
         figures.clear(ref.name);
-        return await drainAndRemove(vname, vnode);
+        return await drainAndRemove(ctx, vname, vnode, physicalGone);
       }
       return await upsert(
         physical,
@@ -186,6 +200,8 @@ export function nodeController(
         [ANNOTATION_POLICY]: policy.metadata!.name!,
         // metrics-server scrapes this path of the kubelet endpoint (the proxier) for the node's usage.
         [ANNOTATION_RESOURCE_METRICS_PATH]: resourceMetricsPath(vname),
+        // Drained nodes follow these once the policy may be gone (drain.ts).
+        ...reclaimAnnotations(spec),
       },
       taints,
     };
@@ -280,60 +296,7 @@ export function nodeController(
     }
   }
 
-  async function drainAndRemove(vname: string, vnode: Node | undefined): Promise<Action> {
-    if (!vnode) {
-      await deleteIgnoringMissing(() => ctx.virtual.coordination.leases("kube-node-lease").delete(vname));
-      await deleteIgnoringMissing(() => ctx.virtual.storage.csinodes().delete(vname));
-      return Action.done();
-    }
-    const deletingTaint = { key: TAINT_VNODE_DELETING, value: "true", effect: "NoSchedule" as const };
-    if (!vnode.spec?.unschedulable || !vnode.spec.taints?.some((t) => t.key === TAINT_VNODE_DELETING)) {
-      const previous = JSON.parse(
-        vnode.metadata?.annotations?.["kubeocean.io/expected-metadata"] ?? "{}",
-      ) as Partial<OwnedMetadata>;
-      const desired: OwnedMetadata = {
-        labels: previous.labels ?? {},
-        annotations: previous.annotations ?? {},
-        taints: [...(previous.taints ?? []).filter((t) => t.key !== TAINT_VNODE_DELETING), deletingTaint],
-      };
-      const merged = mergeOwned(vnode, desired);
-      await ctx.virtual.core.nodes().replace({
-        ...vnode,
-        metadata: { ...vnode.metadata, annotations: merged.annotations },
-        spec: { ...vnode.spec, taints: merged.taints, unschedulable: true },
-      });
-      ctx.log.info("draining virtual node", { vnode: vname });
-    }
-    const remaining = virtualPods.store.byIndex(BY_NODE, vname).filter(isNonTerminal);
-    for (const pod of remaining) {
-      if (pod.metadata?.deletionTimestamp) continue;
-      try {
-        await ctx.virtual.core.pods(pod.metadata!.namespace!).evict(pod.metadata!.name!);
-      } catch (err) {
-        if (isNotFound(err)) continue;
-        if (isTransient(err)) return Action.requeueAfter(5_000); // e.g. a PodDisruptionBudget says not now
-        throw err;
-      }
-    }
-    if (remaining.length > 0) return Action.requeueAfter(2_000);
-    await deleteIgnoringMissing(() => ctx.virtual.coordination.leases("kube-node-lease").delete(vname));
-    await deleteIgnoringMissing(() => ctx.virtual.storage.csinodes().delete(vname));
-    await deleteIgnoringMissing(() =>
-      ctx.virtual.core.nodes().delete(vname, { preconditions: { uid: vnode.metadata!.uid } })
-    );
-    ctx.log.info("virtual node removed", { vnode: vname });
-    return Action.done();
-  }
-
   return controller;
-}
-
-async function deleteIgnoringMissing(op: () => Promise<unknown>): Promise<void> {
-  try {
-    await op();
-  } catch (err) {
-    if (!isNotFound(err) && !isConflict(err)) throw err;
-  }
 }
 
 function sameMetadata(node: Node, merged: OwnedMetadata, unschedulable: boolean | undefined): boolean {

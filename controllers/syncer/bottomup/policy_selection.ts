@@ -8,10 +8,15 @@
 
 import type { Node } from "../../../apis/core/v1/mod.ts";
 import type { ResourceLeasingPolicy } from "../../../apis/kubeocean.io/v1beta1/mod.ts";
+import { Quantity } from "../../../toolkit/apimachinery/quantity.ts";
 import { matchesNodeSelector } from "./node_selector.ts";
 import { validateTimeZone } from "./time_windows.ts";
 
-/** Why a policy is unusable, or undefined when it is valid. */
+/**
+ * Why a policy is unusable, naming the field, or undefined when it is valid. It covers what the
+ * CRD schema lets through but leasing cannot use: an unknown time zone, a resource listed twice,
+ * and a quantity the schema's pattern accepts that is no Kubernetes quantity (e.g. `1e1.5`).
+ */
 export function policyProblem(policy: ResourceLeasingPolicy): string | undefined {
   try {
     validateTimeZone(policy.spec?.timeZone ?? "UTC");
@@ -24,8 +29,20 @@ export function policyProblem(policy: ResourceLeasingPolicy): string | undefined
       return `spec.resourceLimits[${i}].resource: "${limit.resource}" is listed twice`;
     }
     seen.add(limit.resource);
+    if (limit.quantity !== undefined && !isQuantity(limit.quantity)) {
+      return `spec.resourceLimits[${i}].quantity: "${limit.quantity}" is not a Kubernetes quantity (e.g. 8, 500m, 16Gi)`;
+    }
   }
   return undefined;
+}
+
+function isQuantity(value: string | number): boolean {
+  try {
+    Quantity.parse(String(value));
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** The policy that applies to `node` for binding `bindingName`, if any. */

@@ -86,8 +86,12 @@ function taintKey(t: Taint): string {
   return `${t.key}:${t.effect}`;
 }
 
-/** The last metadata Kubeocean wrote, from the annotation (empty when absent or unreadable). */
-function lastOwned(node: Node | undefined): OwnedMetadata {
+/**
+ * The metadata Kubeocean wrote last on `node`, as its bookkeeping annotation records it (empty
+ * when absent or unreadable). A write that changes only some of Kubeocean's keys (e.g. cordoning a
+ * draining node) starts from this, so that {@linkcode mergeOwned} keeps the others owned.
+ */
+export function lastOwned(node: Node | undefined): OwnedMetadata {
   const raw = node?.metadata?.annotations?.[ANNOTATION_EXPECTED_METADATA];
   if (raw) {
     try {

@@ -42,6 +42,7 @@ import {
   runningSince,
   statusFromTwin,
 } from "./pod_status.ts";
+import { virtualPodTransform } from "../pod_slimming.ts";
 
 /** A completed deletion: the pod's UID and the resourceVersion acted on. */
 interface Completion {
@@ -74,6 +75,7 @@ export class PodLifecycleController {
       name: `pods/${ctx.config.bindingName}`,
       concurrency: 128,
       indexers: { [BY_NODE]: nodeNameOf },
+      transform: virtualPodTransform(ctx.config.clusterID),
     })
       // Reconciles read the binding and the provider's caches: a pod reconciled before they are
       // listed would be dropped until the next resync.
@@ -335,6 +337,8 @@ export class PodLifecycleController {
 
   async #syncStatus(pod: Pod, twin: Twin): Promise<void> {
     if (isTerminal(pod.status)) return; // terminal phases never regress
+    // The twin's cached status may be stale: write nothing until the worker answers again (a resync follows).
+    if (this.ctx.worker.down) return;
     const status = statusFromTwin(twin.status, pod.status, this.ctx.proxierAddress());
     if (!status) return;
     const current = pod.status ?? {};

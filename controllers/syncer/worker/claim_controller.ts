@@ -11,6 +11,7 @@ import { ANNOTATION_VIRTUAL_NAME, ANNOTATION_VIRTUAL_NAMESPACE } from "../../com
 import type { SyncerContext } from "../context.ts";
 import type { ClaimMirror } from "./claims.ts";
 import type { DependencyUsage } from "./usage.ts";
+import { physicalPodTransform } from "../pod_slimming.ts";
 
 /** How long a copy nobody uses yet is kept (its twin may be on its way). */
 export const UNUSED_COPY_GRACE_MS = 30_000;
@@ -34,6 +35,7 @@ export function claimController(
         (twin.spec?.volumes ?? []).some((v) => v.persistentVolumeClaim)
           ? copies.list().map((c) => ({ namespace: c.metadata!.namespace!, name: c.metadata!.name! }))
           : [],
+      { transform: physicalPodTransform },
     )
     .build(async (_ref, rc) => {
       const copy = rc.object;

@@ -24,6 +24,7 @@ import {
   SECRET_POLL_MS,
 } from "./mirror.ts";
 import { type DependencyUsage, recordedDependencies } from "./usage.ts";
+import { physicalPodTransform } from "../pod_slimming.ts";
 
 /** Builds the mirror controller of `kind`. */
 export function mirrorController(
@@ -51,6 +52,7 @@ export function mirrorController(
         recordedDependencies(twin).filter((k) => k.startsWith(`${kind}/`)).flatMap((k) =>
           copiesOf(k, copies)
         ),
+      { transform: physicalPodTransform },
     );
   if (kind === "ConfigMap") {
     // Edited or deleted originals (watched through their label).

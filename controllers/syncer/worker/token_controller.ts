@@ -15,6 +15,7 @@ import { UNUSED_COPY_GRACE_MS } from "./claim_controller.ts";
 import { TOKEN_SECRET_PREFIX } from "./naming.ts";
 import { ANNOTATION_EXPIRES, TokenMirror } from "./tokens.ts";
 import type { DependencyUsage } from "./usage.ts";
+import { physicalPodTransform, virtualPodTransform } from "../pod_slimming.ts";
 
 /** Index of token Secrets by their virtual pod (`namespace/name`). */
 const BY_OWNER = "byTokenOwner";
@@ -43,7 +44,7 @@ export function tokenController(
       (twin.spec?.volumes ?? [])
         .map((v) => v.secret?.secretName)
         .filter((name): name is string => !!name?.startsWith(TOKEN_SECRET_PREFIX))
-        .map((name) => ({ namespace: ctx.config.mountNamespace, name })))
+        .map((name) => ({ namespace: ctx.config.mountNamespace, name })), { transform: physicalPodTransform })
     // A virtual pod that ends or goes no longer needs its token (its twin may be gone already).
     .watches(
       ctx.virtual.core.pods(),
@@ -52,7 +53,10 @@ export function tokenController(
           namespace: secret.metadata!.namespace!,
           name: secret.metadata!.name!,
         })),
-      { predicates: [(e) => e.type === "Delete" || isTerminal(e.object.status)] },
+      {
+        transform: virtualPodTransform(ctx.config.clusterID),
+        predicates: [(e) => e.type === "Delete" || isTerminal(e.object.status)],
+      },
     )
     .build(async (ref, rc) => {
       const secret = rc.object;

@@ -17,6 +17,7 @@ import {
 } from "../../common/names.ts";
 import type { SyncerContext } from "../context.ts";
 import { dependencyKeys } from "./references.ts";
+import { physicalPodTransform, virtualPodTransform } from "../pod_slimming.ts";
 
 /** Index of pods by the virtual objects they use: virtual pods by reference, twins by record. */
 export const BY_DEPENDENCY = "byDependency";
@@ -40,12 +41,16 @@ export function virtualPodKeyOf(twin: Pod): string[] {
 export function twinInformer(ctx: SyncerContext): Informer<Pod> {
   return ctx.manager.cache(ctx.physical.core.pods(), {
     indexers: { [BY_DEPENDENCY]: recordedDependencies, [BY_VIRTUAL_POD]: virtualPodKeyOf },
+    transform: physicalPodTransform,
   });
 }
 
 /** The computing cluster's pods with the dependency index. */
 function referencingPodInformer(ctx: SyncerContext): Informer<Pod> {
-  return ctx.manager.cache(ctx.virtual.core.pods(), { indexers: { [BY_DEPENDENCY]: dependencyKeys } });
+  return ctx.manager.cache(ctx.virtual.core.pods(), {
+    indexers: { [BY_DEPENDENCY]: dependencyKeys },
+    transform: virtualPodTransform(ctx.config.clusterID),
+  });
 }
 
 /** Answers whether a virtual object is still in use by the binding. */
