@@ -14,7 +14,7 @@ import * as networking from "../../apis/networking.k8s.io/v1/mod.ts";
 import * as rbac from "../../apis/rbac.authorization.k8s.io/v1/mod.ts";
 import * as scheduling from "../../apis/scheduling.k8s.io/v1/mod.ts";
 import type { KubeClient } from "../../toolkit/client/client.ts";
-import { isNotFound } from "../../toolkit/client/errors.ts";
+import { isConflict, isNotFound } from "../../toolkit/client/errors.ts";
 import { apiVersionOf, type KubeObject, type ResourceDescriptor } from "../../toolkit/client/resource.ts";
 import { FIELD_MANAGER } from "./names.ts";
 
@@ -59,18 +59,36 @@ export async function applyObject<T extends KubeObject>(
   return await resource.apply(object, { fieldManager, force: true });
 }
 
-/** Deletes `object` if it exists; returns whether it existed. */
-export async function deleteObject(client: KubeClient, object: KubeObject): Promise<boolean> {
+/**
+ * Deletes `object` if it exists (and, with `ownedBy`, only while an owner reference names that
+ * UID); returns whether it was deleted now.
+ */
+export async function deleteObject(
+  client: KubeClient,
+  object: KubeObject,
+  options: { ownedBy?: string } = {},
+): Promise<boolean> {
   const descriptor = descriptorOf(object);
   const resource = client.resource<KubeObject>(
     descriptor,
     descriptor.namespaced ? object.metadata?.namespace : undefined,
   );
+  const name = object.metadata!.name!;
   try {
-    await resource.delete(object.metadata!.name!, { propagationPolicy: "Background" });
+    let uid: string | undefined;
+    if (options.ownedBy) {
+      // Same name, another owner (e.g. a binding that reused a clusterID): not ours to delete.
+      const current = await resource.get(name);
+      if (!current.metadata?.ownerReferences?.some((o) => o.uid === options.ownedBy)) return false;
+      uid = current.metadata.uid;
+    }
+    await resource.delete(name, {
+      propagationPolicy: "Background",
+      preconditions: uid ? { uid } : undefined,
+    });
     return true;
   } catch (err) {
-    if (isNotFound(err)) return false;
+    if (isNotFound(err) || isConflict(err)) return false;
     throw err;
   }
 }

@@ -15,6 +15,9 @@ export interface ConditionInput extends Omit<Condition, "lastTransitionTime" | "
   status: "True" | "False" | "Unknown";
 }
 
+/** Longest condition message written (the API server refuses more than 32 KiB). */
+export const MAX_MESSAGE = 1024;
+
 /**
  * Returns `conditions` with each of `updates` set (added or replaced, in a stable order), and the
  * updates that changed status, reason or message compared with before.
@@ -26,7 +29,11 @@ export function setConditions(
 ): { conditions: Condition[]; changed: ConditionInput[] } {
   const result = [...(conditions ?? [])];
   const changed: ConditionInput[] = [];
-  for (const update of updates) {
+  for (const input of updates) {
+    // Messages may quote user input: a long one must not make the status write itself invalid.
+    const update = input.message.length > MAX_MESSAGE
+      ? { ...input, message: `${input.message.slice(0, MAX_MESSAGE - 1)}…` }
+      : input;
     const index = result.findIndex((c) => c.type === update.type);
     const previous = index >= 0 ? result[index] : undefined;
     const lastTransitionTime = previous && previous.status === update.status

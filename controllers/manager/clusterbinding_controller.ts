@@ -132,9 +132,10 @@ export function clusterBindingController(
 
     // Validation beyond the schema: unique clusterID.
     const clusterID = binding.spec!.clusterID;
+    // The binding that had the clusterID first keeps it; only a later one is refused.
     const clash = controllerRef.store.list().find((other) =>
       other.metadata?.name !== name && other.spec?.clusterID === clusterID &&
-      !other.metadata?.deletionTimestamp
+      !other.metadata?.deletionTimestamp && claimedFirst(other, binding)
     );
     if (clash) {
       set(
@@ -315,4 +316,11 @@ export function clusterBindingController(
   }
 
   return controllerRef;
+}
+
+/** Whether `a` was created before `b` (by creation time, then name): it keeps a shared clusterID. */
+function claimedFirst(a: ClusterBinding, b: ClusterBinding): boolean {
+  const at = a.metadata?.creationTimestamp ?? "";
+  const bt = b.metadata?.creationTimestamp ?? "";
+  return at !== bt ? at < bt : (a.metadata?.name ?? "") < (b.metadata?.name ?? "");
 }

@@ -368,8 +368,9 @@ export class DeploymentRunner implements SyncerRunner {
 
   async remove(binding: ClusterBinding): Promise<boolean> {
     let remaining = 0;
+    // Only what this binding owns: another binding may render the same names (a reused clusterID).
     for (const object of await this.render(binding, "")) {
-      if (await deleteObject(this.options.client, object)) remaining++;
+      if (await deleteObject(this.options.client, object, { ownedBy: binding.metadata!.uid! })) remaining++;
     }
     return remaining === 0;
   }

@@ -8,6 +8,8 @@ import type { Lease } from "../../apis/coordination.k8s.io/v1/mod.ts";
 import { ANNOTATION_SYNCER_HEALTH } from "../../controllers/common/names.ts";
 import { readHeartbeat, type SyncerHealth } from "../../controllers/common/syncer_heartbeat.ts";
 import { describeLeftovers } from "../../controllers/syncer/computing_release.ts";
+import { MAX_MESSAGE, setConditions } from "../../controllers/common/conditions.ts";
+import { policyProblem } from "../../controllers/syncer/bottomup/policy_selection.ts";
 import { WorkerReachability } from "../../controllers/syncer/worker/reachability.ts";
 import { silentLogger } from "../../toolkit/runtime/log.ts";
 
@@ -120,4 +122,20 @@ Deno.test("leftovers: counted, the first five named", () => {
   assert.match(text, /namespace kubeocean-worker of the worker: 7 pod\(s\) \(twin-0, .*twin-4, …\)/);
   assert.match(text, /copies of 1 object\(s\) \(ConfigMap t\/settings\)/);
   assert.match(describeLeftovers({ pods: [], objects: [], pending: 0 }, "ns"), /nothing of this binding/);
+});
+
+Deno.test("bad input: a negative quantity fails the policy naming the field; long messages are cut", () => {
+  const problem = policyProblem({
+    metadata: { name: "p" },
+    spec: { cluster: "w", resourceLimits: [{ resource: "cpu", quantity: "-1" }] },
+  });
+  assert.equal(problem, 'spec.resourceLimits[0].quantity: "-1" is negative');
+  const { conditions } = setConditions(undefined, [{
+    type: "Valid",
+    status: "False",
+    reason: "InvalidSpec",
+    message: `spec.timeZone: "${"x".repeat(50_000)}" is unknown`,
+  }], NOW);
+  assert.equal(conditions[0].message?.length, MAX_MESSAGE);
+  assert.ok(conditions[0].message?.endsWith("…"));
 });

@@ -39,7 +39,7 @@ async function collect<T>(stream: AsyncIterable<T>): Promise<T[]> {
   return out;
 }
 
-Deno.test("store: a re-list replaces the contents atomically and reports vanished objects as tombstones", async () => {
+Deno.test("store: a re-list shows each new version at once, and drops vanished objects (tombstones) when it completes", async () => {
   const store = new Store<KubeObject>();
   const first: WatcherEvent<KubeObject>[] = [
     { type: "Init" },
@@ -51,14 +51,15 @@ Deno.test("store: a re-list replaces the contents atomically and reports vanishe
   assert.equal(store.size, 2);
   assert.equal(store.isReady, true);
 
-  // During the second list the old contents stay visible until InitDone.
+  // During the second list each listed object's new version is visible at once (a reconcile its
+  // event triggers must not read the replaced one); objects not listed stay until InitDone.
   const store2Events: WatcherEvent<KubeObject>[] = [
     { type: "Init" },
     { type: "InitApply", object: obj("a", "two", "5") },
   ];
   await collect(reflector(store, from(store2Events)));
-  assert.equal(store.size, 2, "old view kept during a re-list");
-  assert.equal(store.get("a/two")?.metadata?.resourceVersion, "2");
+  assert.equal(store.size, 2, "objects not listed yet are kept during a re-list");
+  assert.equal(store.get("a/two")?.metadata?.resourceVersion, "5", "the listed version is visible at once");
 
   const rest = await collect(reflector(
     store,

@@ -1,7 +1,8 @@
 /**
- * The store: an in-memory cache of one resource kept current by a {@linkcode reflector}. A re-list
- * replaces its contents atomically; objects that vanished between two lists come out as
- * tombstones. Secondary indexes (namespace, label, owner, and custom ones) answer lookups
+ * The store: an in-memory cache of one resource kept current by a {@linkcode reflector}. During a
+ * re-list each listed object's new version is visible as it arrives (the controllers its event
+ * triggers read it, not the version it replaces); objects that vanished between two lists are
+ * dropped when the list completes and come out as tombstones. Secondary indexes (namespace, label, owner, and custom ones) answer lookups
  * without scanning. Updates share unchanged parts with the version they replace.
  *
  * @module
@@ -136,6 +137,14 @@ export class Store<T extends KubeObject> implements ReadStore<T> {
         const previous = this.#objects.get(key);
         if (previous) shareUnchanged(event.object, previous);
         (this.#pending ??= new Map()).set(key, event.object);
+        if (this.#isReady) {
+          // A re-list of a store readers already use: each object's new version is visible at
+          // once. A reconcile its event triggers must not read the version the re-list replaces
+          // (nothing would trigger it again once the list completes).
+          if (previous) this.#unindex(key, previous);
+          this.#objects.set(key, event.object);
+          this.#index(key, event.object);
+        }
         return { previous };
       }
       case "InitDone": {

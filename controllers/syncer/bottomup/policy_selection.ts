@@ -15,7 +15,8 @@ import { validateTimeZone } from "./time_windows.ts";
 /**
  * Why a policy is unusable, naming the field, or undefined when it is valid. It covers what the
  * CRD schema lets through but leasing cannot use: an unknown time zone, a resource listed twice,
- * and a quantity the schema's pattern accepts that is no Kubernetes quantity (e.g. `1e1.5`).
+ * and a quantity the schema's pattern accepts that is no Kubernetes quantity (e.g. `1e1.5`) or is
+ * negative.
  */
 export function policyProblem(policy: ResourceLeasingPolicy): string | undefined {
   try {
@@ -29,19 +30,22 @@ export function policyProblem(policy: ResourceLeasingPolicy): string | undefined
       return `spec.resourceLimits[${i}].resource: "${limit.resource}" is listed twice`;
     }
     seen.add(limit.resource);
-    if (limit.quantity !== undefined && !isQuantity(limit.quantity)) {
-      return `spec.resourceLimits[${i}].quantity: "${limit.quantity}" is not a Kubernetes quantity (e.g. 8, 500m, 16Gi)`;
+    if (limit.quantity !== undefined) {
+      const quantity = parseQuantity(limit.quantity);
+      if (!quantity) {
+        return `spec.resourceLimits[${i}].quantity: "${limit.quantity}" is not a Kubernetes quantity (e.g. 8, 500m, 16Gi)`;
+      }
+      if (quantity.sign < 0) return `spec.resourceLimits[${i}].quantity: "${limit.quantity}" is negative`;
     }
   }
   return undefined;
 }
 
-function isQuantity(value: string | number): boolean {
+function parseQuantity(value: string | number): Quantity | undefined {
   try {
-    Quantity.parse(String(value));
-    return true;
+    return Quantity.parse(String(value));
   } catch {
-    return false;
+    return undefined;
   }
 }
 
