@@ -7,7 +7,7 @@
  */
 
 import { CoreV1Api, type Pod } from "../../apis/core/v1/mod.ts";
-import { type ClusterBinding, KubeoceanIoV1beta1Api } from "../../apis/kubeocean.io/v1beta1/mod.ts";
+import type { ClusterBinding } from "../../apis/kubeocean.io/v1beta1/mod.ts";
 import { bind, installCrd } from "../../controllers/bind/bind.ts";
 import { ANNOTATION_VIRTUAL_POD_UID, LABEL_CLUSTER_BINDING } from "../../controllers/common/names.ts";
 import { onVirtualNodes } from "../../controllers/common/placement.ts";
