@@ -15,7 +15,7 @@ import type { Syncer } from "../../controllers/syncer/syncer.ts";
 import { connect, envTest, eventually } from "../../toolkit/envtest/testing.ts";
 import { isNotFound } from "../../toolkit/client/errors.ts";
 import { Controller, type ReconcileOutcome } from "../../toolkit/runtime/controller.ts";
-import { applyPolicy, bindWorker, deletePolicy, startSyncer, TestClock } from "./fixture.ts";
+import { applyPolicy, bindWorker, completeTwin, deletePolicy, startSyncer, TestClock } from "./fixture.ts";
 
 const NODES = 10;
 const SELECTED = 6;
@@ -488,27 +488,7 @@ envTest("syncer bottom-up: virtual nodes, capacity, time windows, removal, heart
 
         // Play the kubelet: the twin's container exits 0.
         const twinName = pod.metadata!.annotations!["kubeocean.io/physical-pod-name"];
-        const twins = pcore.pods("kubeocean-worker");
-        const twin = await twins.get(twinName);
-        const finished = new Date().toISOString().replace(/\.\d+Z$/, "Z");
-        await twins.patchStatus(twinName, {
-          status: {
-            phase: "Succeeded",
-            conditions: twin.status!.conditions!.map((c) =>
-              c.type === "Ready" || c.type === "ContainersReady"
-                ? { ...c, status: "False", reason: "PodCompleted" }
-                : c
-            ),
-            containerStatuses: twin.status!.containerStatuses!.map((s) => ({
-              ...s,
-              ready: false,
-              started: false,
-              state: {
-                terminated: { exitCode: 0, reason: "Completed", startedAt: finished, finishedAt: finished },
-              },
-            })),
-          },
-        }, { type: "merge" });
+        await completeTwin(worker, "kubeocean-worker", twinName);
         await eventually(
           "virtual pod Succeeded",
           async () => (await vcore.pods("default").get("on-node-7")).status?.phase === "Succeeded",

@@ -119,3 +119,31 @@ export async function deletePolicy(worker: KubeClient, name: string): Promise<vo
     isNotFound(err) ? undefined : Promise.reject(err)
   );
 }
+
+/**
+ * Plays the kubelet for a twin whose container exits 0 (kwok completes only pods a Job owns
+ * directly): phase Succeeded, Ready and ContainersReady False, every container terminated.
+ */
+export async function completeTwin(worker: KubeClient, namespace: string, name: string): Promise<void> {
+  const twins = new CoreV1Api(worker).pods(namespace);
+  const twin = await twins.get(name);
+  const finished = new Date().toISOString().replace(/\.\d+Z$/, "Z");
+  await twins.patchStatus(name, {
+    status: {
+      phase: "Succeeded",
+      conditions: twin.status!.conditions!.map((c) =>
+        c.type === "Ready" || c.type === "ContainersReady"
+          ? { ...c, status: "False", reason: "PodCompleted" }
+          : c
+      ),
+      containerStatuses: twin.status!.containerStatuses!.map((s) => ({
+        ...s,
+        ready: false,
+        started: false,
+        state: {
+          terminated: { exitCode: 0, reason: "Completed", startedAt: finished, finishedAt: finished },
+        },
+      })),
+    },
+  }, { type: "merge" });
+}

@@ -10,6 +10,7 @@ import { readHeartbeat, type SyncerHealth } from "../../controllers/common/synce
 import { describeLeftovers } from "../../controllers/syncer/computing_release.ts";
 import { MAX_MESSAGE, setConditions } from "../../controllers/common/conditions.ts";
 import { policyProblem } from "../../controllers/syncer/bottomup/policy_selection.ts";
+import { fitBytes } from "../../toolkit/runtime/events.ts";
 import { WorkerReachability } from "../../controllers/syncer/worker/reachability.ts";
 import { silentLogger } from "../../toolkit/runtime/log.ts";
 
@@ -138,4 +139,9 @@ Deno.test("bad input: a negative quantity fails the policy naming the field; lon
   }], NOW);
   assert.equal(conditions[0].message?.length, MAX_MESSAGE);
   assert.ok(conditions[0].message?.endsWith("…"));
+  // As an Event note it must fit the API server's 1024 bytes of UTF-8 (the ellipsis takes 3).
+  const note = fitBytes(conditions[0].message!, 1024);
+  assert.ok(new TextEncoder().encode(note).length <= 1024);
+  assert.equal(fitBytes("short", 1024), "short");
+  assert.equal(fitBytes("ééé", 5), "é…");
 });

@@ -119,7 +119,7 @@ export class EventRecorder {
   /** Records `input`; returns once the first occurrence is written (repeats return at once). */
   async publish(input: EventInput): Promise<void> {
     const regarding = referenceTo(input.regarding);
-    const note = (input.note ?? "").slice(0, 1024);
+    const note = fitBytes(input.note ?? "", NOTE_LIMIT_BYTES);
     const key = JSON.stringify([
       regarding.uid ?? `${regarding.namespace}/${regarding.kind}/${regarding.name}`,
       input.type,
@@ -202,4 +202,22 @@ export class EventRecorder {
       state.written = state.count;
     }));
   }
+}
+
+/** The API server's limit of an Event's note, in bytes of UTF-8. */
+const NOTE_LIMIT_BYTES = 1024;
+
+/** `text` cut at a character boundary to at most `limit` bytes of UTF-8 (with `…` when cut). */
+export function fitBytes(text: string, limit: number): string {
+  const encoder = new TextEncoder();
+  if (encoder.encode(text).length <= limit) return text;
+  let bytes = 3; // the ellipsis
+  let end = 0;
+  for (const char of text) {
+    const size = encoder.encode(char).length;
+    if (bytes + size > limit) break;
+    bytes += size;
+    end += char.length;
+  }
+  return `${text.slice(0, end)}…`;
 }

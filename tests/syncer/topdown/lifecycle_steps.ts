@@ -12,6 +12,7 @@ import { isNotFound } from "../../../toolkit/client/errors.ts";
 import { eventually } from "../../../toolkit/envtest/testing.ts";
 
 import { MANAGED, NS, running, type Step, template } from "./scenario.ts";
+import { completeTwin } from "../fixture.ts";
 
 /** The steps, in order. */
 export const LIFECYCLE_STEPS: Step[] = [
@@ -66,26 +67,7 @@ export const LIFECYCLE_STEPS: Step[] = [
       const worker = workers[pod.spec!.nodeName!.startsWith("vnode-w1-") ? 0 : 1];
       const wcore = new CoreV1Api(worker);
       // Play the kubelet: the container exits 0 (kwok completes only pods a Job owns directly).
-      const twin = await wcore.pods(NS).get(twinName);
-      const finished = new Date().toISOString().replace(/\.\d+Z$/, "Z");
-      await wcore.pods(NS).patchStatus(twinName, {
-        status: {
-          phase: "Succeeded",
-          conditions: twin.status!.conditions!.map((c) =>
-            c.type === "Ready" || c.type === "ContainersReady"
-              ? { ...c, status: "False", reason: "PodCompleted" }
-              : c
-          ),
-          containerStatuses: twin.status!.containerStatuses!.map((s) => ({
-            ...s,
-            ready: false,
-            started: false,
-            state: {
-              terminated: { exitCode: 0, reason: "Completed", startedAt: finished, finishedAt: finished },
-            },
-          })),
-        },
-      }, { type: "merge" });
+      await completeTwin(worker, NS, twinName);
       await eventually(
         "virtual pod Succeeded",
         async () => (await vcore.pods("default").get(pod.metadata!.name!)).status?.phase === "Succeeded",
