@@ -9,7 +9,7 @@
 import type { Pod } from "../../apis/core/v1/mod.ts";
 import { ANNOTATION_VIRTUAL_POD_UID } from "../../controllers/common/names.ts";
 import type { AuditResult } from "./audit.ts";
-import { type BurstOptions, burstProblem } from "./burst.ts";
+import { type Burst, type BurstOptions, burstProblem } from "./burst.ts";
 import { listTwins } from "./measure.ts";
 import { poll, seconds } from "./poll.ts";
 import { type ChaosOutcome, Failures } from "./scenario.ts";
@@ -65,6 +65,20 @@ export async function faultDuringBurst(
       }`,
     );
   }
+  return await auditAndDrain(world, burst, signal, failures, convergedMs);
+}
+
+/**
+ * The end of every burst scenario: audit both clusters, delete the burst and audit again; the
+ * outcome counts the pods lost and duplicated while it ran and what was left orphaned after.
+ */
+export async function auditAndDrain(
+  world: ChaosWorld,
+  burst: Burst,
+  signal: AbortSignal,
+  failures: Failures,
+  convergedMs: number,
+): Promise<ChaosOutcome> {
   const during = await world.audit([burst]);
   const after = await world.drain(burst, signal);
   failures.add(auditProblems(during, after));

@@ -14,7 +14,7 @@
 
 import { CoreV1Api } from "../../../apis/core/v1/mod.ts";
 import { KUBECONFIG_KEY } from "../../../controllers/common/names.ts";
-import { auditProblems } from "../fault_burst.ts";
+import { auditAndDrain } from "../fault_burst.ts";
 import { runFuzz } from "../fuzz/run.ts";
 import type { WorldFacts } from "../fuzz/mutation.ts";
 import { burstProblem } from "../burst.ts";
@@ -78,16 +78,7 @@ export const fuzzedInputs: ChaosScenario = {
     if (!convergence.settled) {
       failures.add(`burst not converged after ${seconds(convergedMs)} s: ${convergence.summary}`);
     }
-    const during = await world.audit([burst]);
-    const after = await world.drain(burst, signal);
-    failures.add(auditProblems(during, after));
-    return {
-      lost: during.lost,
-      duplicates: during.duplicates,
-      orphans: after.orphans,
-      convergedMs,
-      failure: failures.text,
-    };
+    return await auditAndDrain(world, burst, signal, failures, convergedMs);
   },
 };
 
