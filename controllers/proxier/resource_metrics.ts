@@ -43,42 +43,32 @@ const sum = (values: number[]) => values.reduce((a, b) => a + b, 0);
 export function renderResourceMetrics(usage: NodeUsage): string {
   const at = usage.timestamp;
   const memory = (pod: PodUsage) => sum(pod.containers.map((c) => c.memoryWorkingSetBytes));
+  /** One sample per container with a value (labelled with its pod and container). */
+  const perContainer = (value: (c: PodUsage["containers"][number]) => number | undefined) =>
+    usage.pods.flatMap((pod) =>
+      pod.containers.flatMap((c) => {
+        const v = value(c);
+        return v === undefined ? [] : [{ labels: containerLabels(pod, c), value: v, at: pod.timestamp }];
+      })
+    );
   const families: Family[] = [
     {
       name: "container_cpu_usage_seconds_total",
       help: "[STABLE] Cumulative cpu time consumed by the container in core-seconds",
       type: "counter",
-      samples: usage.pods.flatMap((pod) =>
-        pod.containers.map((c) => ({
-          labels: containerLabels(pod, c),
-          value: c.cpuSeconds,
-          at: pod.timestamp,
-        }))
-      ),
+      samples: perContainer((c) => c.cpuSeconds),
     },
     {
       name: "container_memory_working_set_bytes",
       help: "[STABLE] Current working set of the container in bytes",
       type: "gauge",
-      samples: usage.pods.flatMap((pod) =>
-        pod.containers.map((c) => ({
-          labels: containerLabels(pod, c),
-          value: c.memoryWorkingSetBytes,
-          at: pod.timestamp,
-        }))
-      ),
+      samples: perContainer((c) => c.memoryWorkingSetBytes),
     },
     {
       name: "container_start_time_seconds",
       help: "[STABLE] Start time of the container since unix epoch in seconds",
       type: "gauge",
-      samples: usage.pods.flatMap((pod) =>
-        pod.containers.filter((c) => c.startTime).map((c) => ({
-          labels: containerLabels(pod, c),
-          value: c.startTime!.getTime() / 1000,
-          at: pod.timestamp,
-        }))
-      ),
+      samples: perContainer((c) => c.startTime && c.startTime.getTime() / 1000),
     },
     {
       name: "node_cpu_usage_seconds_total",
