@@ -31,6 +31,7 @@ import { servePortForward } from "./portforward.ts";
 import { serveRemoteCommand, type StreamContext } from "./remotecommand.ts";
 import { PodResolver, type ServedBindings } from "./resolve.ts";
 import { failure } from "./failure.ts";
+import { answerClientError } from "./client_error.ts";
 import { parseNodePath, renderResourceMetrics, statsSummary } from "./resource_metrics.ts";
 import { ANNOTATION_RESOURCE_METRICS_PATH } from "../common/names.ts";
 
@@ -128,6 +129,10 @@ export class KubeletApiServer implements Runnable {
       socket.on("close", () => this.#sockets.delete(socket));
     });
     server.on("tlsClientError", (err: Error) => this.log.debug("TLS handshake failed", { error: err }));
+    server.on("clientError", (err: Error & { code?: string }, socket: Duplex) => {
+      this.log.debug("malformed request refused", { error: err });
+      answerClientError(err, socket);
+    });
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
       server.listen(listen.port, listen.hostname, () => resolve());
