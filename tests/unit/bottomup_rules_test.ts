@@ -8,7 +8,7 @@ import {
   freeCapacity,
   toResourceList,
 } from "../../controllers/syncer/bottomup/capacity.ts";
-import { evaluateWindows, windowActive } from "../../controllers/syncer/bottomup/time_windows.ts";
+import { evaluateSchedule, windowActive } from "../../controllers/syncer/bottomup/time_windows.ts";
 import { matchesNodeSelector } from "../../controllers/syncer/bottomup/node_selector.ts";
 import { virtualNodeName } from "../../controllers/syncer/bottomup/vnode.ts";
 
@@ -94,39 +94,62 @@ Deno.test("time windows: time zones, including a DST change", () => {
   assert.equal(windowActive(w, new Date("2026-10-26T08:30:00Z"), "Europe/Berlin"), true);
 });
 
-Deno.test("evaluateWindows: a window starting in the hour clocks skip opens when it ends; a repeated hour counts twice", () => {
+Deno.test("evaluateSchedule: a window starting in the hour clocks skip opens when it ends; a repeated hour counts twice", () => {
   // Europe/Berlin skips 02:00-03:00 on 2027-03-28: 02:30 does not exist, so 02:30-04:00 opens at 03:00 CEST.
   const spring = [{ start: "02:30", end: "04:00" }];
-  const before = evaluateWindows(spring, "Europe/Berlin", new Date("2027-03-28T00:00:00Z"));
+  const before = evaluateSchedule(
+    { timeWindows: spring, timeZone: "Europe/Berlin" },
+    new Date("2027-03-28T00:00:00Z"),
+  );
   assert.equal(before.active, false);
   assert.equal(before.nextTransition?.toISOString(), "2027-03-28T01:00:00.000Z");
-  const during = evaluateWindows(spring, "Europe/Berlin", new Date("2027-03-28T01:10:00Z"));
+  const during = evaluateSchedule(
+    { timeWindows: spring, timeZone: "Europe/Berlin" },
+    new Date("2027-03-28T01:10:00Z"),
+  );
   assert.equal(during.active, true);
   assert.equal(during.lastTransition?.toISOString(), "2027-03-28T01:00:00.000Z");
   assert.equal(during.nextTransition?.toISOString(), "2027-03-28T02:00:00.000Z"); // 04:00 CEST
   // It repeats 02:00-03:00 on 2026-10-25: 02:30-02:45 happens at 00:30Z (CEST) and again at 01:30Z (CET).
   const autumn = [{ start: "02:30", end: "02:45" }];
-  const first = evaluateWindows(autumn, "Europe/Berlin", new Date("2026-10-25T00:00:00Z"));
+  const first = evaluateSchedule(
+    { timeWindows: autumn, timeZone: "Europe/Berlin" },
+    new Date("2026-10-25T00:00:00Z"),
+  );
   assert.equal(first.nextTransition?.toISOString(), "2026-10-25T00:30:00.000Z");
-  const between = evaluateWindows(autumn, "Europe/Berlin", new Date("2026-10-25T01:00:00Z"));
+  const between = evaluateSchedule(
+    { timeWindows: autumn, timeZone: "Europe/Berlin" },
+    new Date("2026-10-25T01:00:00Z"),
+  );
   assert.equal(between.active, false);
   assert.equal(between.nextTransition?.toISOString(), "2026-10-25T01:30:00.000Z");
 });
 
-Deno.test("evaluateWindows: next and last transitions, no windows means always active", () => {
-  assert.deepEqual(evaluateWindows(undefined, "UTC", new Date()), { active: true });
-  const state = evaluateWindows([{ start: "09:00", end: "17:00" }], "UTC", new Date("2026-11-25T18:00:00Z"));
+Deno.test("evaluateSchedule: next and last transitions, no windows means always active", () => {
+  assert.deepEqual(evaluateSchedule({ timeWindows: undefined, timeZone: "UTC" }, new Date()), {
+    active: true,
+  });
+  const state = evaluateSchedule(
+    { timeWindows: [{ start: "09:00", end: "17:00" }], timeZone: "UTC" },
+    new Date("2026-11-25T18:00:00Z"),
+  );
   assert.equal(state.active, false);
   assert.equal(state.nextTransition?.toISOString(), "2026-11-26T09:00:00.000Z");
   assert.equal(state.lastTransition?.toISOString(), "2026-11-25T17:00:00.000Z");
-  const weekend = evaluateWindows(
-    [{ start: "08:00", end: "20:00", days: ["saturday", "sunday"] }],
-    "Asia/Shanghai",
+  const weekend = evaluateSchedule(
+    {
+      timeWindows: [{ start: "08:00", end: "20:00", days: ["saturday", "sunday"] }],
+      timeZone: "Asia/Shanghai",
+    },
     new Date("2026-11-25T00:00:00Z"),
   );
   assert.equal(weekend.nextTransition?.toISOString(), "2026-11-28T00:00:00.000Z"); // Sat 08:00 +08:00
   assert.throws(
-    () => evaluateWindows([{ start: "09:00", end: "10:00" }], "Mars/Olympus", new Date()),
+    () =>
+      evaluateSchedule(
+        { timeWindows: [{ start: "09:00", end: "10:00" }], timeZone: "Mars/Olympus" },
+        new Date(),
+      ),
     /time zone/,
   );
 });

@@ -124,6 +124,13 @@ export interface ResourceLeasingPolicySpec {
   timeZone?: string;
   /** When capacity is leased. Empty means always. A window whose end is before its start crosses midnight. */
   timeWindows?: ResourceLeasingPolicySpecTimeWindowsItem[];
+  /** Calendar exceptions, local to timeZone: while one applies the time windows do not, and it says whether capacity is lent (a whole-day window) or not (a holiday, a maintenance range). Overlapping exceptions must agree on lend. */
+  exceptions?: ResourceLeasingPolicySpecExceptionsItem[];
+  /**
+   * How long before a window closes the virtual nodes get the LeaseEnding condition and their pods an Event saying when they stop being lent (0 disables the notice).
+   * @default 600
+   */
+  closingNoticeSeconds?: number;
   /**
    * Caps per resource. With both quantity and percent the smaller wins; resources not listed are leased in full.
    * @listType map
@@ -134,6 +141,19 @@ export interface ResourceLeasingPolicySpec {
   forceReclaim?: boolean;
   /** Seconds between the end of a window and eviction when forceReclaim is set. */
   gracefulReclaimPeriodSeconds?: number;
+}
+
+export interface ResourceLeasingPolicySpecExceptionsItem {
+  /** One whole local day, YYYY-MM-DD. */
+  date?: string;
+  /** Start of a range, YYYY-MM-DD (00:00 that day) or YYYY-MM-DDTHH:MM, local (no offset). */
+  from?: string;
+  /** End of a range, YYYY-MM-DD (that whole day included) or YYYY-MM-DDTHH:MM (exclusive), local. */
+  to?: string;
+  /** true lends all through the exception; false lends nothing. */
+  lend: boolean;
+  /** Shown in conditions, Events and forecasts, e.g. "Christmas". */
+  reason?: string;
 }
 
 /**

@@ -9,13 +9,14 @@
  * run to completion or evicted as the recorded settings say, and the virtual node, its Lease and
  * CSINode deleted once it is empty. While the binding is being deleted its virtual nodes are only
  * cordoned (the binding controller removes them). Time windows are evaluated in the policy's time
- * zone; the controller wakes at the next transition.
+ * zone, with calendar exceptions; the controller wakes at the next transition, and gives notice
+ * before lending ends (`closing_notice.ts`).
  *
  * @module
  */
 
 import type { CSINode } from "../../../apis/storage.k8s.io/v1/mod.ts";
-import type { Node, NodeStatus, Taint } from "../../../apis/core/v1/mod.ts";
+import type { Node, NodeCondition, NodeStatus, Taint } from "../../../apis/core/v1/mod.ts";
 import type { ResourceLeasingPolicy } from "../../../apis/kubeocean.io/v1beta1/mod.ts";
 import { isAlreadyExists, isNotFound } from "../../../toolkit/client/errors.ts";
 import type { ObjectRef } from "../../../toolkit/client/resource.ts";
@@ -34,13 +35,20 @@ import {
   TAINT_VNODE,
 } from "../../common/names.ts";
 import { BY_NODE, nodeNameOf, proxierPodSelector, type SyncerContext } from "../context.ts";
-import { applyLimits, freeCapacity, isNonTerminal, toResourceList } from "./capacity.ts";
+import { type applyLimits, isNonTerminal, toResourceList } from "./capacity.ts";
 import { cordon, drainAndRemove, reclaimAnnotations } from "./drain.ts";
 import { NodeNameConflicts } from "./name_conflicts.ts";
 import { NodeFigures } from "./node_figures.ts";
-import { matchesNodeSelector } from "./node_selector.ts";
+import { leasableNode, leasedCapacity, takesFromLease } from "./lease_plan.ts";
 import { selectPolicy } from "./policy_selection.ts";
-import { evaluateWindows } from "./time_windows.ts";
+import { evaluateSchedule } from "./time_windows.ts";
+import {
+  closingAt,
+  ClosingNotices,
+  CONDITION_LEASE_ENDING,
+  leaseEndingCondition,
+  noticeStart,
+} from "./closing_notice.ts";
 import { mergeOwned, type OwnedMetadata, virtualNodeLabels, virtualNodeName } from "./vnode.ts";
 import { physicalPodTransform, virtualPodTransform } from "../pod_slimming.ts";
 
@@ -65,6 +73,7 @@ export function nodeController(
   const virtualCsiNodes = ctx.manager.cache(ctx.virtual.storage.csinodes(), { labelSelector: vnodeSelector });
   const figures = new NodeFigures(ctx);
   const conflicts = new NodeNameConflicts(ctx);
+  const notices = new ClosingNotices(ctx);
   /** Every physical node, and every one a virtual node still stands for (to drain it). */
   const everyNode = (physicalNodes: ReadStore<Node>): ObjectRef[] => {
     const names = new Set(physicalNodes.list().map((n) => n.metadata!.name!));
@@ -137,12 +146,12 @@ export function nodeController(
       if (ctx.worker.down) return Action.requeueAfter(5_000);
       const physical = rc.object;
       const physicalGone = !physical || !!physical.metadata?.deletionTimestamp;
-      const leasable = !physicalGone && physical.metadata?.labels?.type !== "virtual-kubelet" &&
-        physical.metadata?.labels?.["node.kubernetes.io/instance-type"] !== "vnode" &&
-        matchesNodeSelector(binding.spec?.nodeSelector, ref.name, physical.metadata?.labels);
-      const policy = leasable ? selectPolicy(policyInformer.store.list(), bindingName, physical) : undefined;
+      const policy = leasableNode(physical, binding.spec?.nodeSelector)
+        ? selectPolicy(policyInformer.store.list(), bindingName, physical!)
+        : undefined;
       if (!physical || !policy) {
         figures.clear(ref.name);
+        notices.forget(vname);
         return await drainAndRemove(ctx, vname, vnode, physicalGone);
       }
       return await upsert(
@@ -167,11 +176,8 @@ export function nodeController(
     const spec = policy.spec!;
     const physicalName = physical.metadata!.name!;
     // Capacity.
-    const ownPods = physicalPods.store.byIndex(BY_NODE, physicalName)
-      .filter((p) => isNonTerminal(p) && p.metadata?.labels?.[LABEL_MANAGED_BY] !== MANAGED_BY_VALUE);
-    const allocatable = (physical.status?.allocatable ?? {}) as Record<string, string>;
-    const free = freeCapacity(allocatable, ownPods);
-    const leased = applyLimits(free, spec.resourceLimits);
+    const ownPods = physicalPods.store.byIndex(BY_NODE, physicalName).filter(takesFromLease);
+    const { allocatable, leased } = leasedCapacity(physical, ownPods, policy);
     figures.record(physicalName, allocatable, ownPods, leased, virtualPods.store.byIndex(BY_NODE, vname));
 
     // Taints and time windows.
@@ -181,8 +187,20 @@ export function nodeController(
       effect: t.effect,
     }));
     if (!disableDefaultTaint) taints.push({ key: TAINT_VNODE, effect: "NoSchedule" });
-    const windows = evaluateWindows(spec.timeWindows, spec.timeZone ?? "UTC", now);
+    const windows = evaluateSchedule(spec, now);
     let wakeAt = windows.nextTransition?.getTime();
+    // Advance notice of the end of lending: wake when it begins; during it, look for new pods.
+    const closing = closingAt(windows, spec, now);
+    const notice = noticeStart(windows, spec);
+    if (closing) wakeAt = Math.min(wakeAt ?? Infinity, now.getTime() + 30_000);
+    else if (notice) wakeAt = Math.min(wakeAt ?? Infinity, notice.getTime());
+    const leaseEnding = leaseEndingCondition(
+      windows,
+      closing,
+      spec.timeZone ?? "UTC",
+      current?.status?.conditions?.find((c) => c.type === CONDITION_LEASE_ENDING),
+      now,
+    );
     if (!windows.active) {
       let effect: Taint["effect"] = "NoSchedule";
       if (spec.forceReclaim) {
@@ -216,7 +234,7 @@ export function nodeController(
           metadata: { name: vname, labels: merged.labels, annotations: merged.annotations },
           spec: { taints: merged.taints, unschedulable },
           // Nodes keep their status on create (as a kubelet registers): Ready in one write.
-          status: desiredStatus(physical, leased, vname),
+          status: desiredStatus(physical, leased, vname, leaseEnding),
         });
       } catch (err) {
         if (!isAlreadyExists(err)) throw err;
@@ -238,23 +256,35 @@ export function nodeController(
         spec: { ...node.spec, taints: merged.taints, unschedulable },
       });
     }
-    const status = desiredStatus(physical, leased, vname);
+    const status = desiredStatus(physical, leased, vname, leaseEnding);
     if (!sameStatus(node.status, status)) {
       // Merge patch without a resourceVersion: the syncer owns these fields (no needless conflicts).
       await ctx.virtual.core.nodes().patchStatus(vname, { status }, { type: "merge" });
     }
+    if (closing) {
+      const onNode = virtualPods.store.byIndex(BY_NODE, vname).filter(isNonTerminal);
+      await notices.announce(node, closing, onNode);
+    } else notices.forget(vname);
     await syncCsiNode(physicalName, node);
     const resyncAt = now.getTime() + ctx.config.resyncMs * (0.9 + Math.random() * 0.2);
     return Action.requeueAfter(Math.max(0, Math.min(resyncAt, wakeAt ?? Infinity) - now.getTime()));
   }
 
-  function desiredStatus(physical: Node, leased: ReturnType<typeof applyLimits>, vname: string): NodeStatus {
+  function desiredStatus(
+    physical: Node,
+    leased: ReturnType<typeof applyLimits>,
+    vname: string,
+    leaseEnding: NodeCondition,
+  ): NodeStatus {
     const resources = toResourceList(leased);
     const heartbeat = rfc3339(ctx.clock.now());
     return {
       capacity: resources,
       allocatable: resources,
-      conditions: (physical.status?.conditions ?? []).map((c) => ({ ...c, lastHeartbeatTime: heartbeat })),
+      conditions: [
+        ...(physical.status?.conditions ?? []).map((c) => ({ ...c, lastHeartbeatTime: heartbeat })),
+        leaseEnding,
+      ],
       addresses: [
         { type: "InternalIP", address: ctx.proxierAddress() },
         { type: "Hostname", address: vname },

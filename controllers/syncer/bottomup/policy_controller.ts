@@ -1,7 +1,8 @@
 /**
  * ResourceLeasingPolicy status in the worker cluster: phase (Active, Inactive or Failed),
  * conditions Valid and Active, `activeTimeWindow`, `nextTransitionTime` and `lastAppliedTime`.
- * The controller wakes exactly at the next transition of the policy's time windows.
+ * The controller wakes exactly at the next transition of the policy's schedule (time windows and
+ * calendar exceptions).
  *
  * @module
  */
@@ -12,7 +13,7 @@ import { Action, type Controller } from "../../../toolkit/runtime/controller.ts"
 import { type ConditionInput, setConditions } from "../../common/conditions.ts";
 import type { SyncerContext } from "../context.ts";
 import { policyProblem } from "./policy_selection.ts";
-import { evaluateWindows } from "./time_windows.ts";
+import { evaluateSchedule, localTimeText, type WindowState } from "./time_windows.ts";
 
 /** Builds the policy status controller (policies whose `spec.cluster` is this binding). */
 export function policyController(ctx: SyncerContext): Controller<ResourceLeasingPolicy> {
@@ -47,7 +48,8 @@ export function policyController(ctx: SyncerContext): Controller<ResourceLeasing
         observedGeneration: generation,
       });
     } else {
-      const windows = evaluateWindows(policy.spec?.timeWindows, policy.spec?.timeZone ?? "UTC", now);
+      const timeZone = policy.spec?.timeZone ?? "UTC";
+      const windows = evaluateSchedule(policy.spec ?? {}, now);
       next = windows.nextTransition;
       status.phase = windows.active ? "Active" : "Inactive";
       status.activeTimeWindow = windows.active;
@@ -60,15 +62,18 @@ export function policyController(ctx: SyncerContext): Controller<ResourceLeasing
         message: "the policy is valid",
         observedGeneration: generation,
       });
+      // The next change in the policy's own zone too: 09:00 there is what its author wrote.
+      const nextText = next ? `${rfc3339(next)}, ${localTimeText(next, timeZone)}` : "";
       updates.push({
         type: "Active",
         status: windows.active ? "True" : "False",
-        reason: windows.active
+        reason: windows.exception
+          ? "CalendarException"
+          : windows.active
           ? (policy.spec?.timeWindows?.length ? "InTimeWindow" : "NoTimeWindows")
           : "OutOfTimeWindows",
-        message: windows.active
-          ? windows.activeWindow ? `inside window ${windows.activeWindow}` : "always active"
-          : `outside every window${next ? `; next opens ${rfc3339(next)}` : ""}`,
+        message: activeMessage(windows) +
+          (next ? `; ${windows.active ? "closes" : "opens"} ${nextText}` : ""),
         observedGeneration: generation,
       });
     }
@@ -84,4 +89,13 @@ export function policyController(ctx: SyncerContext): Controller<ResourceLeasing
     const wake = next ? Math.max(0, next.getTime() - now.getTime()) : ctx.config.resyncMs;
     return Action.requeueAfter(Math.min(wake, ctx.config.resyncMs));
   });
+}
+
+/** Why the policy lends now, or does not. */
+function activeMessage(state: WindowState): string {
+  if (state.exception) {
+    return `calendar exception ${state.exception}: ${state.active ? "lent all day" : "nothing is lent"}`;
+  }
+  if (state.active) return state.activeWindow ? `inside window ${state.activeWindow}` : "always active";
+  return "outside every window";
 }

@@ -11,12 +11,13 @@ import type { ResourceLeasingPolicy } from "../../../apis/kubeocean.io/v1beta1/m
 import { Quantity } from "../../../toolkit/apimachinery/quantity.ts";
 import { matchesNodeSelector } from "./node_selector.ts";
 import { validateTimeZone } from "./time_windows.ts";
+import { exceptionSpans } from "./calendar_exceptions.ts";
 
 /**
  * Why a policy is unusable, naming the field, or undefined when it is valid. It covers what the
  * CRD schema lets through but leasing cannot use: an unknown time zone, a resource listed twice,
  * and a quantity the schema's pattern accepts that is no Kubernetes quantity (e.g. `1e1.5`) or is
- * negative.
+ * negative, and calendar exceptions that name no real date or overlap with the opposite `lend`.
  */
 export function policyProblem(policy: ResourceLeasingPolicy): string | undefined {
   try {
@@ -24,6 +25,8 @@ export function policyProblem(policy: ResourceLeasingPolicy): string | undefined
   } catch (err) {
     return `spec.timeZone: ${(err as Error).message}`;
   }
+  const exceptions = exceptionSpans(policy.spec?.exceptions);
+  if (exceptions.problem) return exceptions.problem;
   const seen = new Set<string>();
   for (const [i, limit] of (policy.spec?.resourceLimits ?? []).entries()) {
     if (seen.has(limit.resource)) {

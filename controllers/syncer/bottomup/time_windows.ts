@@ -1,13 +1,17 @@
 /**
- * Time windows of a ResourceLeasingPolicy, evaluated in the policy's IANA time zone.
+ * The lending schedule of a ResourceLeasingPolicy — time windows and calendar exceptions —
+ * evaluated in the policy's IANA time zone.
  *
  * A window `start`–`end` ("HH:MM") is active from `start` (inclusive) to `end` (exclusive) on the
  * days it lists (every day when empty). When `end` is before `start` the window crosses midnight
  * and belongs to the day it starts on: Friday 22:00–06:00 covers Friday night and Saturday
  * morning. A policy without windows is always active; with windows it is active while any is.
+ * A calendar exception (`calendar_exceptions.ts`) overrides the windows while it lasts.
  *
  * @module
  */
+
+import { type CalendarException, type ExceptionSpan, exceptionSpans, spanAt } from "./calendar_exceptions.ts";
 
 /** One time window. */
 export interface TimeWindow {
@@ -126,9 +130,12 @@ function dayListed(days: string[] | undefined, weekday: number): boolean {
 
 /** Whether `window` is active at `instant`. */
 export function windowActive(window: TimeWindow, instant: Date, timeZone: string): boolean {
+  return windowActiveLocal(window, localOf(instant, timeZone));
+}
+
+function windowActiveLocal(window: TimeWindow, local: Local): boolean {
   const start = parseHHMM(window.start);
   const end = parseHHMM(window.end);
-  const local = localOf(instant, timeZone);
   if (start < end) {
     return dayListed(window.days, local.weekday) && local.minutes >= start && local.minutes < end;
   }
@@ -137,52 +144,144 @@ export function windowActive(window: TimeWindow, instant: Date, timeZone: string
     (dayListed(window.days, (local.weekday + 6) % 7) && local.minutes < end);
 }
 
-/** The result of evaluating a policy's windows at an instant. */
+/** The parts of a policy's spec that say when it lends. */
+export interface LeaseSchedule {
+  /** IANA time zone of windows and exceptions (default UTC). */
+  timeZone?: string;
+  timeWindows?: TimeWindow[];
+  exceptions?: CalendarException[];
+}
+
+/** The result of evaluating a schedule at an instant. */
 export interface WindowState {
   active: boolean;
-  /** The active window as `start-end`, when one is. */
+  /** The active window as `start-end`, when one is (and no exception applies). */
   activeWindow?: string;
+  /** The calendar exception that decides `active` now, by its label (e.g. `2026-12-25 (Christmas)`). */
+  exception?: string;
   /** When `active` next changes (absent when it never does). */
   nextTransition?: Date;
-  /** When `active` last changed (absent when it never did within the last 8 days, or without windows). */
+  /** When `active` last changed (absent when it never did within the last 8 days, or without a schedule). */
   lastTransition?: Date;
 }
 
-/** Evaluates `windows` in `timeZone` at `now`. */
-export function evaluateWindows(
-  windows: readonly TimeWindow[] | undefined,
-  timeZone: string,
-  now: Date,
-): WindowState {
-  if (!windows?.length) return { active: true };
+/** `YYYY-MM-DDTHH:MM` of a local time (the key calendar exceptions compare). */
+function keyOf(local: Local): string {
+  const pad = (n: number) => String(n).padStart(2, "0");
+  return `${local.year}-${pad(local.month)}-${pad(local.day)}T${pad(Math.floor(local.minutes / 60))}:${
+    pad(local.minutes % 60)
+  }`;
+}
+
+/** The local date `days` after `y-m-d`, as `[y, m, d]`. */
+function addDays(date: readonly [number, number, number], days: number): [number, number, number] {
+  const t = new Date(Date.UTC(date[0], date[1] - 1, date[2] + days));
+  return [t.getUTCFullYear(), t.getUTCMonth() + 1, t.getUTCDate()];
+}
+
+/** The time zone's name for messages, with a local time: `Fri 2026-12-25 09:00 (Europe/Berlin)`. */
+export function localTimeText(instant: Date, timeZone: string): string {
+  const local = localOf(instant, timeZone);
+  const day = DAYS[local.weekday].slice(0, 1).toUpperCase() + DAYS[local.weekday].slice(1, 3);
+  return `${day} ${keyOf(local).replace("T", " ")} (${timeZone})`;
+}
+
+/**
+ * The last evaluation per schedule object and minute. Every boundary falls on a whole minute, so
+ * the state within a minute is the same; the nodes of one policy (one cached spec object) share it.
+ */
+const evaluated = new WeakMap<LeaseSchedule, { minute: number; state: WindowState }>();
+
+/**
+ * Evaluates `schedule` at `now`. Throws on an unknown time zone or an invalid exception (the
+ * policy's validation, `policyProblem`, names the field first).
+ */
+export function evaluateSchedule(schedule: LeaseSchedule, now: Date): WindowState {
+  const minute = Math.floor(now.getTime() / 60_000);
+  const memo = evaluated.get(schedule);
+  if (memo?.minute === minute) return memo.state;
+  const state = evaluateAt(schedule, now);
+  evaluated.set(schedule, { minute, state });
+  return state;
+}
+
+function evaluateAt(schedule: LeaseSchedule, now: Date): WindowState {
+  const windows = schedule.timeWindows ?? [];
+  const timeZone = schedule.timeZone ?? "UTC";
+  const { spans, problem } = exceptionSpans(schedule.exceptions);
+  if (problem) throw new Error(problem);
+  if (!windows.length && !spans.length) return { active: true };
   validateTimeZone(timeZone);
-  const activeAt = (t: Date) => windows.some((w) => windowActive(w, t, timeZone));
-  const active = activeAt(now);
-  const activeWindow = windows.find((w) => windowActive(w, now, timeZone));
-  // Candidate transitions: every instant a window starts or ends on the local days around now
-  // (twice when clocks go back), and the instants the clocks change: a window starting inside a
-  // skipped hour opens when the skipped hour ends.
+  const stateAt = (t: Date): { active: boolean; span?: ExceptionSpan; window?: TimeWindow } => {
+    const local = localOf(t, timeZone);
+    const span = spanAt(spans, keyOf(local));
+    if (span) return { active: span.lend, span };
+    if (!windows.length) return { active: true };
+    const window = windows.find((w) => windowActiveLocal(w, local));
+    return { active: !!window, window };
+  };
+  const activeAt = (t: Date) => stateAt(t).active;
+  const current = stateAt(now);
+  const active = current.active;
+
+  // The state changes only where a window starts or ends, an exception starts or ends, or the
+  // clocks change (a window starting inside a skipped hour opens when the skipped hour ends).
+  const candidatesOn = (date: readonly [number, number, number]): Date[] => {
+    const [y, m, d] = date;
+    const key = keyOf({ year: y, month: m, day: d, weekday: 0, minutes: 0 }).slice(0, 10);
+    const minutes = windows.flatMap((w) => [parseHHMM(w.start), parseHHMM(w.end)]);
+    for (const span of spans) {
+      for (const boundary of [span.start, span.end]) {
+        if (boundary.startsWith(key)) minutes.push(parseHHMM(boundary.slice(11)));
+      }
+    }
+    const wall = Date.UTC(y, m - 1, d);
+    const found = [...new Set(minutes)].flatMap((min) => instantsOf(y, m, d, min, timeZone));
+    for (const change of offsetChanges(wall - DAY_MS, wall + 2 * DAY_MS, timeZone)) {
+      const local = localOf(change, timeZone);
+      if (local.year === y && local.month === m && local.day === d) found.push(change);
+    }
+    return found.sort((a, b) => a.getTime() - b.getTime());
+  };
   const today = localOf(now, timeZone);
-  const candidates = offsetChanges(now.getTime() - 9 * DAY_MS, now.getTime() + 9 * DAY_MS, timeZone);
-  for (let offset = -8; offset <= 8; offset++) {
-    const date = new Date(Date.UTC(today.year, today.month - 1, today.day + offset));
-    const [y, m, d] = [date.getUTCFullYear(), date.getUTCMonth() + 1, date.getUTCDate()];
-    for (const w of windows) {
-      candidates.push(
-        ...instantsOf(y, m, d, parseHHMM(w.start), timeZone),
-        ...instantsOf(y, m, d, parseHHMM(w.end), timeZone),
-      );
+  const todayDate: [number, number, number] = [today.year, today.month, today.day];
+
+  // Next: the coming days (windows repeat weekly: no change within 9 days means none from the
+  // windows alone), then the days around each later exception boundary.
+  const days = new Map<string, [number, number, number]>();
+  const addRange = (from: readonly [number, number, number], first: number, last: number) => {
+    for (let i = first; i <= last; i++) {
+      const date = addDays(from, i);
+      days.set(date.map((n) => String(n).padStart(2, "0")).join("-"), date);
+    }
+  };
+  addRange(todayDate, -1, 8);
+  const todayKey = keyOf(today).slice(0, 10);
+  for (const span of spans) {
+    for (const boundary of [span.start, span.end]) {
+      if (boundary.slice(0, 10) < todayKey) continue;
+      const [y, m, d] = boundary.slice(0, 10).split("-").map(Number);
+      addRange([y, m, d], -1, 8);
     }
   }
-  candidates.sort((a, b) => a.getTime() - b.getTime());
-  const next = candidates.find((t) => t.getTime() > now.getTime() && activeAt(t) !== active);
-  const last = [...candidates].reverse().find((t) =>
-    t.getTime() <= now.getTime() && activeAt(t) === active &&
-    activeAt(new Date(t.getTime() - 60_000)) !== active
-  );
+  let next: Date | undefined;
+  for (const key of [...days.keys()].sort()) {
+    next = candidatesOn(days.get(key)!).find((t) => t.getTime() > now.getTime() && activeAt(t) !== active);
+    if (next) break;
+  }
+
+  // Last: the instant within the last 8 days where the current state began.
+  let last: Date | undefined;
+  for (let offset = 0; offset >= -8 && !last; offset--) {
+    last = candidatesOn(addDays(todayDate, offset)).reverse().find((t) =>
+      t.getTime() <= now.getTime() && activeAt(t) === active &&
+      activeAt(new Date(t.getTime() - 60_000)) !== active
+    );
+  }
   return {
     active,
-    activeWindow: activeWindow ? `${activeWindow.start}-${activeWindow.end}` : undefined,
+    activeWindow: current.window ? `${current.window.start}-${current.window.end}` : undefined,
+    exception: current.span?.label,
     nextTransition: next,
     lastTransition: last,
   };
