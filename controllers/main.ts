@@ -8,6 +8,7 @@
  * proxier   the kubelet API of one binding's virtual nodes: --cluster-binding NAME
  * bind      register a worker cluster in one command
  * unbind    undo bind
+ * forecast  what a worker's policies would lend at given times
  * ```
  *
  * Common flags: --kubeconfig, --context, --metrics-bind-address, --health-probe-bind-address,
@@ -17,12 +18,13 @@
  */
 
 import { runBind, runUnbind } from "./bind/bind.ts";
+import { runForecast } from "./forecast/run.ts";
 import { runManager } from "./manager/run.ts";
 import { narrowPermissions } from "./permissions.ts";
 import { runProxier } from "./proxier/run.ts";
 import { runSyncer } from "./syncer/run.ts";
 
-const USAGE = `usage: kubeocean <manager|syncer|proxier|bind|unbind> [flags]
+const USAGE = `usage: kubeocean <manager|syncer|proxier|bind|unbind|forecast> [flags]
 
   manager  [--syncer-mode=deployment|embedded] [--namespace NS] [--image IMAGE]
            [--kube-client-qps 300 --kube-client-burst 600] [common flags]
@@ -39,6 +41,9 @@ const USAGE = `usage: kubeocean <manager|syncer|proxier|bind|unbind> [flags]
            [--context C] [--worker-context C] [--worker-server URL] [--wait SECONDS]
            [--pod-security restricted|baseline|privileged] [--allow-metadata-egress]
   unbind   --name NAME [--kubeconfig COMPUTING] [--worker-kubeconfig WORKER]
+  forecast --worker-kubeconfig WORKER [--worker-context C] [--cluster NAME] [--policy FILE] [-o table|json]
+           [--at TIME | --from TIME --to TIME [--step 1h]] [--kubeconfig COMPUTING]
+           TIME: RFC 3339 with an offset, or now; at most 10000 instants over at most 366 days
 
 common flags: --kubeconfig PATH --context NAME --metrics-bind-address :8080 --health-probe-bind-address :8081
               --leader-elect --log-level debug|info|warn|error --log-format text|json`;
@@ -49,6 +54,7 @@ const commands: Record<string, (args: string[]) => Promise<void>> = {
   bind: runBind,
   unbind: runUnbind,
   proxier: runProxier,
+  forecast: runForecast,
 };
 
 if (import.meta.main) {

@@ -13,14 +13,15 @@ export type Revocation = "run" | "write" | "ffi";
 /**
  * What `command` gives up: nothing of Kubeocean writes files or loads native code; programs run
  * only for exec credential plugins of a kubeconfig the operator gave on the command line
- * (`--kubeconfig`, `bind`/`unbind`) or of kubeconfig Secrets trusted with
+ * (`--kubeconfig`, `bind`/`unbind`/`forecast`) or of kubeconfig Secrets trusted with
  * `--trust-kubeconfig-secrets=true`. In a cluster (no `--kubeconfig`) a manager or syncer runs none.
  */
 export function revocationsFor(command: string, args: readonly string[]): Revocation[] {
   const revoked: Revocation[] = ["write", "ffi"];
   const operatorKubeconfig = args.some((a) => a === "--kubeconfig" || a.startsWith("--kubeconfig="));
   const trusted = args.includes("--trust-kubeconfig-secrets=true");
-  const mayRunPlugins = command === "bind" || command === "unbind" || operatorKubeconfig || trusted;
+  const mayRunPlugins = command === "bind" || command === "unbind" || command === "forecast" ||
+    operatorKubeconfig || trusted;
   if (!mayRunPlugins) revoked.push("run");
   return revoked;
 }
