@@ -16,17 +16,12 @@ import { AppsV1Api } from "../../apis/apps/v1/mod.ts";
 import { renderWorkerRbac } from "../../deploy/render_worker_rbac.ts";
 import { connect, envTest, eventually } from "../../toolkit/envtest/testing.ts";
 import { allocatePort } from "../../toolkit/envtest/ports.ts";
+import { runTaskFlags } from "../fixtures/entrypoint.ts";
 
 const ROOT = new URL("../../", import.meta.url);
 const read = (path: string) => Deno.readTextFile(new URL(path, ROOT));
 
 /** The `deno run` permission flags of the `run` task in deno.json. */
-async function runTaskFlags(): Promise<string[]> {
-  const config = JSON.parse(await read("deno.json"));
-  const command: string = config.tasks.run.command;
-  return command.split(/\s+/).filter((word) => word.startsWith("--allow-"));
-}
-
 Deno.test("deploy/worker/rbac.yaml is exactly what deploy/render_worker_rbac.ts renders", async () => {
   assert.equal(
     await read("deploy/worker/rbac.yaml"),

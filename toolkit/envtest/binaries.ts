@@ -1,7 +1,7 @@
 /**
  * Finds or builds the pinned control-plane binaries: kube-apiserver, kube-controller-manager,
- * kube-scheduler and kubectl (Kubernetes), etcd and kwok — and, only when a cluster asks for it,
- * metrics-server ({@linkcode ensureMetricsServer}, a separate cache directory).
+ * kube-scheduler and kubectl (Kubernetes), etcd and kwok — and, on demand, other Go programs in
+ * their own cache directories ({@linkcode ensureGoTool}: metrics-server when a cluster asks for it).
  *
  * Resolution order, per binary: `$KUBEBUILDER_ASSETS` (the envtest convention) → a versioned cache
  * outside the repository (`$KUBEOCEAN_CACHE_DIR` or `~/.cache/kubeocean/bin/<key>/`) → a build from
@@ -136,30 +136,81 @@ export async function ensureBinaries(options: EnsureBinariesOptions = {}): Promi
 
 /** The cache key of a metrics-server version on this platform, e.g. `metrics-server-v0.8.0_linux-amd64`. */
 export function metricsServerCacheKey(version: string): string {
-  return `metrics-server-${version}_${Deno.build.os}-${goArch()}`;
+  return goToolCacheKey("metrics-server", version);
+}
+
+/** The cache key of a Go tool's version on this platform, e.g. `helm-v4.3.2_linux-amd64`. */
+export function goToolCacheKey(name: string, version: string): string {
+  return `${name}-${version}_${Deno.build.os}-${goArch()}`;
+}
+
+/**
+ * A Go program built on demand from the Go module proxy with `go install package@version` in the
+ * module's own context (its go.mod decides every dependency), into its own cache directory.
+ */
+export interface GoTool {
+  /** The binary's name, e.g. `helm`. */
+  name: string;
+  /** The pinned module version, e.g. `v4.3.2`. */
+  version: string;
+  /** The main package, without the version, e.g. `helm.sh/helm/v4/cmd/helm`. */
+  installPath: string;
+  /** `-ldflags` beyond `-s -w` (version stamping). */
+  ldflags?: string;
+  /** Arguments that make the binary print its version (default `--version`). */
+  versionArgs?: string[];
+  /** What that output must contain (default: `version`). */
+  expectedVersion?: string;
+  /** What a cold build costs, for the log (e.g. "2–3 minutes on 2 cores"). */
+  buildCost?: string;
+  /** What to tell a user without Go, after "install Go …, or …". */
+  alternative?: string;
+}
+
+/** metrics-server at `version`: its `--version` reads client-go's stamped version, as its Makefile sets. */
+export function metricsServerTool(version = DEFAULT_VERSIONS.metricsServer): GoTool {
+  return {
+    name: "metrics-server",
+    version,
+    installPath: "sigs.k8s.io/metrics-server/cmd/metrics-server",
+    ldflags: `-X k8s.io/client-go/pkg/version.gitVersion=${version}` +
+      " -X k8s.io/client-go/pkg/version.buildDate=1970-01-01T00:00:00Z",
+    buildCost: "3–4 minutes on 2 cores and about 1.5 GB of Go build cache",
+    alternative: "start the cluster without metricsServer",
+  };
 }
 
 /**
  * Returns the path of the pinned metrics-server (`sigs.k8s.io/metrics-server`,
- * {@linkcode DEFAULT_VERSIONS}`.metricsServer`), building it on first use. Lookup order as for the
- * other binaries: `$KUBEBUILDER_ASSETS/metrics-server` → the cache
- * `<cacheRoot>/metrics-server-<version>_<os>-<arch>/` → `go install` in the module's own context
- * (its own go.mod and the Kubernetes staging versions it pins), under a file lock. Only clusters
- * started with `metricsServer: true` call this, so the other tests never pay for the build.
+ * {@linkcode DEFAULT_VERSIONS}`.metricsServer`), building it on first use (see
+ * {@linkcode ensureGoTool}). Only clusters started with `metricsServer: true` call this, so the
+ * other tests never pay for the build.
  */
-export async function ensureMetricsServer(
+export function ensureMetricsServer(
   options: Omit<EnsureBinariesOptions, "metricsServer"> = {},
 ): Promise<string> {
-  const version = options.versions?.metricsServer ?? DEFAULT_VERSIONS.metricsServer;
+  return ensureGoTool(metricsServerTool(options.versions?.metricsServer), options);
+}
+
+/**
+ * Returns the path of `tool`, building it on first use. Lookup order as for the control-plane
+ * binaries: `$KUBEBUILDER_ASSETS/<name>` → the cache `<cacheRoot>/<name>-<version>_<os>-<arch>/`
+ * → `go install` under a file lock (concurrent test processes build once).
+ */
+export async function ensureGoTool(
+  tool: GoTool,
+  options: Omit<EnsureBinariesOptions, "metricsServer" | "versions"> = {},
+): Promise<string> {
+  const { name, version } = tool;
   const log = options.log ?? defaultLog;
   const assetsDir = options.assetsDir ?? Deno.env.get("KUBEBUILDER_ASSETS");
-  const cacheDir = `${options.cacheRoot ?? defaultCacheRoot()}/${metricsServerCacheKey(version)}`;
-  const binary = `${cacheDir}/metrics-server`;
-  if (assetsDir && await isExecutable(`${assetsDir}/metrics-server`)) return `${assetsDir}/metrics-server`;
+  const cacheDir = `${options.cacheRoot ?? defaultCacheRoot()}/${goToolCacheKey(name, version)}`;
+  const binary = `${cacheDir}/${name}`;
+  if (assetsDir && await isExecutable(`${assetsDir}/${name}`)) return `${assetsDir}/${name}`;
   if (await exists(`${cacheDir}/.complete`) && await isExecutable(binary)) return binary;
   if (options.allowBuild === false) {
     throw new Error(
-      `metrics-server ${version} is missing (looked in ${
+      `${name} ${version} is missing (looked in ${
         assetsDir ? `$KUBEBUILDER_ASSETS=${assetsDir} and ` : ""
       }${cacheDir})`,
     );
@@ -167,31 +218,38 @@ export async function ensureMetricsServer(
   await withBuildLock(cacheDir, log, async () => {
     if (await exists(`${cacheDir}/.complete`) && await isExecutable(binary)) return;
     const go = await findGo(
-      `metrics-server ${version} is not available and Go is not installed to build it.\n` +
-        `  Either install Go 1.${MIN_GO_MINOR} or newer (it builds sigs.k8s.io/metrics-server@${version} from the\n` +
-        "  Go module proxy once, into the cache), or set KUBEBUILDER_ASSETS to a directory holding a\n" +
-        "  metrics-server binary, or start the cluster without metricsServer.",
+      `${name} ${version} is not available and Go is not installed to build it.\n` +
+        `  Either install Go 1.${MIN_GO_MINOR} or newer (it builds ${tool.installPath}@${version} from the\n` +
+        `  Go module proxy once, into the cache), or set KUBEBUILDER_ASSETS to a directory holding a\n` +
+        `  ${name} binary${tool.alternative ? `, or ${tool.alternative}` : ""}.`,
     );
     const staging = `${cacheDir}.building-${Deno.pid}`;
     await Deno.remove(staging, { recursive: true }).catch(() => {});
     await Deno.mkdir(`${staging}/out`, { recursive: true });
     const started = Date.now();
     log(
-      `building metrics-server ${version} with ${go.version} into ${cacheDir}` +
-        " (a cold build takes 3–4 minutes on 2 cores and about 1.5 GB of Go build cache)",
+      `building ${name} ${version} with ${go.version} into ${cacheDir}` +
+        (tool.buildCost ? ` (a cold build takes ${tool.buildCost})` : ""),
     );
     const builder = new GoBuilder(go.path, staging, log);
-    await builder.buildMetricsServer(version);
-    await verifyVersion(`${staging}/out/metrics-server`, version);
+    await builder.installTool(tool);
+    const { stdout } = await runCommand(`${staging}/out/${name}`, tool.versionArgs ?? ["--version"]);
+    const expected = tool.expectedVersion ?? version;
+    if (!stdout.includes(expected)) {
+      throw new Error(
+        `${name} ${
+          (tool.versionArgs ?? ["--version"]).join(" ")
+        } printed "${stdout.trim()}", expected ${expected}`,
+      );
+    }
     await Deno.writeTextFile(
       `${staging}/out/.complete`,
-      JSON.stringify({ metricsServer: version, go: go.version, builtAt: new Date().toISOString() }, null, 2) +
-        "\n",
+      JSON.stringify({ [name]: version, go: go.version, builtAt: new Date().toISOString() }, null, 2) + "\n",
     );
     await Deno.remove(cacheDir, { recursive: true }).catch(() => {});
     await Deno.rename(`${staging}/out`, cacheDir);
     await Deno.remove(staging, { recursive: true }).catch(() => {});
-    log(`metrics-server ready in ${formatDuration(Date.now() - started)}: ${binary}`);
+    log(`${name} ready in ${formatDuration(Date.now() - started)}: ${binary}`);
   });
   return binary;
 }
@@ -485,15 +543,11 @@ class GoBuilder {
     }
   }
 
-  /**
-   * metrics-server with `go install module@version`: the module's own go.mod decides every
-   * dependency (Kubernetes staging modules v0.33.x for v0.8.0), nothing is replaced. The version is
-   * stamped where its `--version` reads it (k8s.io/client-go/pkg/version, as its Makefile does).
-   */
-  async buildMetricsServer(version: string): Promise<void> {
-    const dir = `${this.staging}/metrics-server`;
+  /** A {@linkcode GoTool} with `go install package@version`: the module's own go.mod decides, nothing is replaced. */
+  async installTool(tool: GoTool): Promise<void> {
+    const dir = `${this.staging}/${tool.name}`;
     await Deno.mkdir(dir, { recursive: true });
-    this.log(`metrics-server ${version}: downloading modules and compiling`);
+    this.log(`${tool.name} ${tool.version}: downloading modules and compiling`);
     await this.goStreaming(
       dir,
       [
@@ -501,11 +555,10 @@ class GoBuilder {
         "-v",
         "-trimpath",
         "-ldflags",
-        `-s -w -X k8s.io/client-go/pkg/version.gitVersion=${version}` +
-        " -X k8s.io/client-go/pkg/version.buildDate=1970-01-01T00:00:00Z",
-        `sigs.k8s.io/metrics-server/cmd/metrics-server@${version}`,
+        `-s -w${tool.ldflags ? ` ${tool.ldflags}` : ""}`,
+        `${tool.installPath}@${tool.version}`,
       ],
-      "metrics-server packages",
+      `${tool.name} packages`,
       { GOBIN: this.out },
     );
   }

@@ -14,8 +14,12 @@ export {
   defaultCacheRoot,
   ensureBinaries,
   type EnsureBinariesOptions,
+  ensureGoTool,
   ensureMetricsServer,
+  type GoTool,
+  goToolCacheKey,
   metricsServerCacheKey,
+  metricsServerTool,
 } from "./binaries.ts";
 export {
   Cluster,
