@@ -1,6 +1,7 @@
 /**
  * One side of `deno task bench informer`, run in its own process so its memory is measured alone:
- * syncs a ConfigMap informer (ours or `@kubernetes/client-node`'s), reports, then waits until it
+ * syncs a ConfigMap informer (ours with its defaults — `kubeocean`, which drops managedFields —
+ * or storing objects as received — `kubeocean-full` — or `@kubernetes/client-node`'s), reports, then waits until it
  * has seen every update of the round; or (`floor`) measures what any client pays at least.
  *
  * Protocol on standard output: `SYNCED <ms> <rss> <heapUsed>` once the informer holds every
@@ -36,15 +37,19 @@ function observe(name: string, data: Record<string, string> | undefined): void {
   if (seen.size === updates) resolveUpdated();
 }
 
-if (impl === "kubeocean") {
+if (impl === "kubeocean" || impl === "kubeocean-full") {
   const client = await KubeClient.load({ kubeconfig, qps: 0 });
-  const informer = new Informer(client.resource<KubeObject & { data?: Record<string, string> }>({
-    group: "",
-    version: "v1",
-    kind: "ConfigMap",
-    plural: "configmaps",
-    namespaced: true,
-  }, namespace));
+  const informer = new Informer(
+    client.resource<KubeObject & { data?: Record<string, string> }>({
+      group: "",
+      version: "v1",
+      kind: "ConfigMap",
+      plural: "configmaps",
+      namespaced: true,
+    }, namespace),
+    // kubeocean-full stores objects as received, managedFields included, as client-node does.
+    impl === "kubeocean-full" ? { transform: (object) => object } : {},
+  );
   const events = informer.events();
   await informer.ready();
   if (informer.store.size < expected) throw new Error(`synced with ${informer.store.size} objects`);

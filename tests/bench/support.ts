@@ -95,6 +95,11 @@ export class SyncerProcess {
     cleanUpOnInterrupt(() => this.stop());
   }
 
+  /** The process id (to pin it to CPUs). */
+  get pid(): number {
+    return this.#child.pid;
+  }
+
   /** Resolves once the syncer's caches have synced (its `/readyz` answers 200). */
   async ready(timeoutMs = 60_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;

@@ -1,91 +1,43 @@
 /**
- * `deno task bench sync [--pods 1000] [--nodes 10] [--direct-scheduling]`: a Deployment through
- * Kubeocean until every pod is Running in the computing cluster, against the same Deployment
- * created directly in the worker until Running (same kwok set-up, same run); per-hop latencies
- * measured from both sides' watch streams (bound → twin created, twin Running → virtual pod
- * Running, and after scaling to 0, virtual pod deleted → twin gone); the syncer's RSS (it runs as
- * its own process); the write requests each API server answered in each phase (from its
- * `apiserver_request_total`).
- * `--direct-scheduling` sets the binding's directScheduling (twins bypass the worker's scheduler).
+ * `deno task bench sync [--pods 1000] [--nodes 10] [--repeat 3] [--isolate] [--rate R]
+ * [--duration 30] [--direct-scheduling] [--service-account-tokens]`: the same workload through Kubeocean (until every pod is
+ * Running in the computing cluster) and straight into the worker (until Running there), on the
+ * same kwok set-up in the same run.
  *
- * Last line: `sync: ratio X, create p99 Y ms, status p99 Z ms`.
+ * Fairness: no syncer is alive while the baseline runs (the syncer process starts for each
+ * Kubeocean run and stops after it); the two sides alternate which goes first between
+ * repetitions; the report gives the median and the spread. `--isolate` pins the computing
+ * cluster and the syncer to one CPU set and the worker to the other (`isolation.ts`). `--rate R`
+ * creates single pods at R per second for `--duration` seconds (then deletes them at that rate)
+ * instead of one Deployment, so that hop latencies measure the path of one pod, not a queue; its
+ * ratio compares the times from the first create to every pod Running. Per run: both sides'
+ * writes, the machine's CPU share, the syncer's RSS and CPU, per-hop p50/p99 (bound → twin
+ * created, twin Running → virtual pod Running, virtual pod deleted → twin gone).
+ * `--direct-scheduling` sets the binding's directScheduling (twins bypass the worker's scheduler).
+ * Pods mount no ServiceAccount token unless `--service-account-tokens` (see {@linkcode Workload}).
+ *
+ * Last line: `sync: ratio X, create p99 Y ms, status p99 Z ms` (medians over the repetitions).
  *
  * @module
  */
 
 import { parseArgs } from "node:util";
-import { onVirtualNodes } from "../../controllers/common/placement.ts";
-import type { Pod } from "../../apis/core/v1/mod.ts";
-import { CoreV1Api } from "../../apis/core/v1/mod.ts";
-import { AppsV1Api, type Deployment } from "../../apis/apps/v1/mod.ts";
+import { CoreV1Api, type Node } from "../../apis/core/v1/mod.ts";
 import { KubeoceanIoV1beta1Api } from "../../apis/kubeocean.io/v1beta1/mod.ts";
-import type { KubeClient } from "../../toolkit/client/client.ts";
 import { connect, eventually } from "../../toolkit/envtest/testing.ts";
-import {
-  apiWrites,
-  bindForBench,
-  busyShare,
-  machineCpu,
-  observeChanges,
-  percentile,
-  startEnvironment,
-  SyncerProcess,
-  writesBetween,
-} from "./support.ts";
+import { cpuSets, pin, pinCluster } from "./isolation.ts";
+import { bindForBench, percentile, startEnvironment, SyncerProcess } from "./support.ts";
+import { baselineRun, kubeoceanRun, type RunResult, type Workload } from "./sync_runs.ts";
 
-function deployment(name: string, replicas: number, virtual: boolean): Deployment {
-  return {
-    metadata: { name },
-    spec: {
-      replicas,
-      selector: { matchLabels: { app: name } },
-      template: {
-        metadata: { labels: { app: name } },
-        spec: {
-          ...(virtual ? onVirtualNodes() : {}),
-          containers: [{
-            name: "app",
-            image: "registry.example/app:1",
-            resources: { requests: { cpu: "10m" } },
-          }],
-        },
-      },
-    },
-  };
-}
+const median = (xs: number[]) => percentile(xs, 50);
+const fmt = (xs: number[]) =>
+  `p50 ${percentile(xs, 50).toFixed(0)} ms, p99 ${percentile(xs, 99).toFixed(0)} ms (n=${xs.length})`;
+const seconds = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
 
-/**
- * Runs `deploy`, resolves when `replicas` pods of the namespace are Running; returns the elapsed
- * ms and the machine's CPU share used meanwhile (every cluster runs on this machine).
- */
-async function timeUntilRunning(
-  client: KubeClient,
-  namespace: string,
-  replicas: number,
-  deploy: () => Promise<unknown>,
-  on: (type: "Apply" | "Delete", pod: Pod, at: number) => void = () => {},
-): Promise<{ ms: number; busy: number }> {
-  const running = new Set<string>();
-  const done = Promise.withResolvers<void>();
-  const stop = new AbortController();
-  await observeChanges(new CoreV1Api(client).pods(namespace), { signal: stop.signal }, (type, pod, at) => {
-    on(type, pod, at);
-    if (type !== "Delete" && pod.status?.phase === "Running") running.add(pod.metadata!.uid!);
-    if (running.size >= replicas) done.resolve();
-  });
-  const cpu0 = await machineCpu();
-  const t0 = performance.now();
-  await deploy();
-  const progress = setInterval(
-    () => console.log(`    ${namespace}: ${running.size}/${replicas} Running`),
-    5000,
-  );
-  await done.promise;
-  clearInterval(progress);
-  const elapsed = performance.now() - t0;
-  const busy = busyShare(cpu0, await machineCpu());
-  stop.abort();
-  return { ms: elapsed, busy };
+/** Whether a virtual node is Ready and carries no node-lifecycle taint (schedulable again). */
+function usable(node: Node): boolean {
+  return !!node.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True") &&
+    !node.spec?.taints?.some((t) => t.key.startsWith("node.kubernetes.io/"));
 }
 
 /** Runs the benchmark. */
@@ -95,14 +47,32 @@ export async function benchSync(args: string[]): Promise<void> {
     options: {
       pods: { type: "string", default: "1000" },
       nodes: { type: "string", default: "10" },
-      // The binding's directScheduling: twins get spec.nodeName, bypassing the worker's scheduler.
+      repeat: { type: "string", default: "3" },
+      isolate: { type: "boolean", default: false },
+      rate: { type: "string" },
+      duration: { type: "string", default: "30" },
       "direct-scheduling": { type: "boolean", default: false },
+      "service-account-tokens": { type: "boolean", default: false },
     },
   });
-  const replicas = Number(values.pods);
+  const rate = values.rate === undefined ? undefined : Number(values.rate);
+  if (rate !== undefined && !(rate > 0)) throw new Error(`--rate: "${values.rate}" is not a positive number`);
+  const repeat = Number(values.repeat);
+  if (!Number.isInteger(repeat) || repeat < 1) throw new Error(`--repeat: "${values.repeat}" is not a count`);
+  const workload: Workload = {
+    ...(rate
+      ? { replicas: Math.round(rate * Number(values.duration)), rate }
+      : { replicas: Number(values.pods) }),
+    serviceAccountTokens: values["service-account-tokens"],
+  };
   const nodeCount = Number(values.nodes);
+  const sets = values.isolate ? cpuSets() : undefined;
   console.log(
-    `bench sync: ${replicas} pods on ${nodeCount} kwok nodes; baseline: the same Deployment in the worker`,
+    `bench sync: ${workload.replicas} pods ${
+      rate ? `at ${rate}/s` : "in one Deployment"
+    } on ${nodeCount} kwok nodes, ` +
+      `${repeat} repetition(s), sides alternating; baseline: the same pods straight into the worker, no syncer alive` +
+      (sets ? `; isolated: computing + syncer on CPUs ${sets.computing}, worker on CPUs ${sets.worker}` : ""),
   );
   const env = await startEnvironment({
     clusters: [
@@ -111,161 +81,105 @@ export async function benchSync(args: string[]): Promise<void> {
         name: "worker",
         nodes: nodeCount,
         nodeTemplate: {
-          capacity: { cpu: "64", memory: "256Gi", pods: String(Math.ceil(replicas / nodeCount) + 20) },
+          capacity: {
+            cpu: "64",
+            memory: "256Gi",
+            pods: String(Math.ceil(workload.replicas / nodeCount) + 20),
+          },
         },
       },
     ],
   });
+  if (sets) {
+    const c = await pinCluster(env.cluster("computing"), sets.computing);
+    const w = await pinCluster(env.cluster("worker"), sets.worker);
+    console.log(`  pinned ${c} computing and ${w} worker processes`);
+  }
   const computing = await connect(env.cluster("computing"));
   const worker = await connect(env.cluster("worker"));
   let syncer: SyncerProcess | undefined;
+  /** Starts the syncer (pinned with the computing side) and waits until every virtual node is usable. */
+  const startSyncer = async () => {
+    syncer = new SyncerProcess(
+      env.cluster("computing").kubeconfig,
+      "bench",
+      (Deno.env.get("BENCH_SYNCER_ARGS") ?? "").split(" ").filter(Boolean),
+    );
+    if (sets) await pin(syncer.pid, sets.computing);
+    await syncer.ready(120_000);
+    await eventually("virtual nodes Ready and untainted", async () => {
+      const list = await new CoreV1Api(computing).nodes().list({
+        labelSelector: "kubeocean.io/cluster-binding=bench",
+      });
+      return list.items.length === nodeCount && list.items.every(usable);
+    }, { timeoutMs: 180_000 });
+    return syncer;
+  };
   try {
     await bindForBench(computing, worker, "bench", { directScheduling: values["direct-scheduling"] });
     await new KubeoceanIoV1beta1Api(worker).resourceleasingpolicies().create({
       metadata: { name: "all" },
       spec: { cluster: "bench" },
     });
-    syncer = new SyncerProcess(
-      env.cluster("computing").kubeconfig,
-      "bench",
-      (Deno.env.get("BENCH_SYNCER_ARGS") ?? "").split(" ").filter(Boolean),
-    );
-    await eventually("virtual nodes Ready", async () => {
-      const list = await new CoreV1Api(computing).nodes().list({
-        labelSelector: "kubeocean.io/cluster-binding=bench",
-      });
-      return list.items.length === nodeCount &&
-        list.items.every((n) => n.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True"));
-    }, { timeoutMs: 120_000 });
-
-    // Baseline: straight into the worker.
-    await new CoreV1Api(worker).namespaces().create({ metadata: { name: "direct" } });
-    const baselineWrites = await apiWrites(worker);
-    const baseline = await timeUntilRunning(
-      worker,
-      "direct",
-      replicas,
-      () => new AppsV1Api(worker).deployments("direct").create(deployment("direct", replicas, false)),
-    );
-    const baselineMs = baseline.ms;
-    console.log(
-      `  baseline: ${replicas} pods Running in the worker in ${
-        (baselineMs / 1000).toFixed(2)
-      } s, machine CPU ${(baseline.busy * 100).toFixed(0)} % busy`,
-    );
-    const baselineWritten = writesBetween(baselineWrites, await apiWrites(worker));
-    console.log(`    API writes, worker: ${baselineWritten.total} (${baselineWritten.top})`);
-    await new AppsV1Api(worker).deployments("direct").delete("direct", { propagationPolicy: "Foreground" });
-    await new CoreV1Api(worker).pods("direct").deleteCollection({ gracePeriodSeconds: 0 });
-    await eventually(
-      "baseline pods gone",
-      async () => (await new CoreV1Api(worker).pods("direct").list({ limit: 1 })).items.length === 0,
-      { timeoutMs: 120_000 },
-    );
-
-    // Through Kubeocean, with both sides' events timed.
-    const bound = new Map<string, number>();
-    const virtualRunning = new Map<string, number>();
-    const twinCreated = new Map<string, number>();
-    const twinRunning = new Map<string, number>();
-    const twinGone = new Map<string, number>();
-    const twinStop = new AbortController();
-    await observeChanges(new CoreV1Api(worker).pods("kubeocean-worker"), { signal: twinStop.signal }, (
-      type,
-      twin,
-      at,
-    ) => {
-      const uid = twin.metadata?.annotations?.["kubeocean.io/virtual-pod-uid"];
-      if (!uid) return;
-      if (type === "Delete") {
-        twinGone.set(uid, at);
-        return;
+    const ratios: number[] = [];
+    const creates: number[] = [];
+    const statuses: number[] = [];
+    for (let rep = 1; rep <= repeat; rep++) {
+      const sides = rep % 2 === 1 ? ["baseline", "kubeocean"] as const : ["kubeocean", "baseline"] as const;
+      const results: Partial<Record<"baseline" | "kubeocean", RunResult>> = {};
+      for (const side of sides) {
+        if (side === "baseline") {
+          const r = results.baseline = await baselineRun(worker, `direct-${rep}`, workload);
+          console.log(
+            `  #${rep} baseline:  Running in ${seconds(r.ms)}, CPU ${(r.busy * 100).toFixed(0)} % busy, ` +
+              `${r.writes} writes (${r.writesTop})${rate ? `; create → Running ${fmt(r.endToEnd)}` : ""}`,
+          );
+        } else {
+          const running = await startSyncer();
+          const cpu0 = await running.cpuSeconds();
+          const r = results.kubeocean = await kubeoceanRun(
+            computing,
+            worker,
+            `synced-${rep}`,
+            "kubeocean-worker",
+            workload,
+          );
+          const rss = await running.rssMiB();
+          const cpu = await running.cpuSeconds() - cpu0;
+          await running.stop();
+          syncer = undefined;
+          console.log(
+            `  #${rep} kubeocean: Running in ${seconds(r.ms)}, CPU ${(r.busy * 100).toFixed(0)} % busy, ` +
+              `${r.writes} writes (${r.writesTop})${rate ? `; create → Running ${fmt(r.endToEnd)}` : ""}`,
+          );
+          console.log(
+            `    hops: bound → twin created ${fmt(r.hops!.create)}; twin Running → Running ${
+              fmt(r.hops!.status)
+            }; deleted → twin gone ${fmt(r.hops!.deleted)} (all gone in ${seconds(r.removalMs)})`,
+          );
+          console.log(`    syncer RSS ${rss.toFixed(0)} MiB, CPU ${cpu.toFixed(1)} s`);
+          creates.push(percentile(r.hops!.create, 99));
+          statuses.push(percentile(r.hops!.status, 99));
+        }
       }
-      if (!twinCreated.has(uid)) twinCreated.set(uid, at);
-      if (twin.status?.phase === "Running" && !twinRunning.has(uid)) twinRunning.set(uid, at);
-    });
-    const cpuBefore = await syncer.cpuSeconds();
-    const writesBefore = { computing: await apiWrites(computing), worker: await apiWrites(worker) };
-    const synced = await timeUntilRunning(
-      computing,
-      "default",
-      replicas,
-      () => new AppsV1Api(computing).deployments("default").create(deployment("synced", replicas, true)),
-      (type, pod, at) => {
-        const uid = pod.metadata!.uid!;
-        if (type === "Delete") return;
-        if (pod.spec?.nodeName && !bound.has(uid)) bound.set(uid, at);
-        if (pod.status?.phase === "Running" && !virtualRunning.has(uid)) virtualRunning.set(uid, at);
-      },
-    );
-    const written = {
-      computing: writesBetween(writesBefore.computing, await apiWrites(computing)),
-      worker: writesBetween(writesBefore.worker, await apiWrites(worker)),
-    };
-    const syncedMs = synced.ms;
-    const rss = await syncer.rssMiB();
-    const cpu = await syncer.cpuSeconds() - cpuBefore;
-    console.log(
-      `  kubeocean: ${replicas} pods Running in the computing cluster in ${
-        (syncedMs / 1000).toFixed(2)
-      } s, machine CPU ${(synced.busy * 100).toFixed(0)} % busy`,
-    );
-    console.log(`    API writes, computing: ${written.computing.total} (${written.computing.top})`);
-    console.log(`    API writes, worker: ${written.worker.total} (${written.worker.top})`);
-    console.log(
-      `    API writes through Kubeocean / baseline: ${
-        ((written.computing.total + written.worker.total) / baselineWritten.total).toFixed(2)
-      } (both API servers share this machine's cores)`,
-    );
-    const create = [...twinCreated].filter(([uid]) => bound.has(uid)).map(([uid, at]) =>
-      at - bound.get(uid)!
-    );
-    const status = [...virtualRunning].filter(([uid]) => twinRunning.has(uid)).map(([uid, at]) =>
-      at - twinRunning.get(uid)!
-    );
-    const fmt = (xs: number[]) =>
-      `p50 ${percentile(xs, 50).toFixed(0)} ms, p99 ${percentile(xs, 99).toFixed(0)} ms (n=${xs.length})`;
-    console.log(`  hop bound → twin created:   ${fmt(create)}`);
-    console.log(`  hop twin Running → Running: ${fmt(status)}`);
-
-    // The third hop: the Deployment scaled to 0, each virtual pod's deletion → its twin gone.
-    const deletingAt = new Map<string, number>();
-    const virtualGone = new Set<string>();
-    const allGone = Promise.withResolvers<void>();
-    const deletionStop = new AbortController();
-    await observeChanges(new CoreV1Api(computing).pods("default"), { signal: deletionStop.signal }, (
-      type,
-      pod,
-      at,
-    ) => {
-      const uid = pod.metadata!.uid!;
-      if (pod.metadata?.deletionTimestamp && !deletingAt.has(uid)) deletingAt.set(uid, at);
-      if (type === "Delete") virtualGone.add(uid);
-      if (virtualGone.size >= replicas) allGone.resolve();
-    });
-    const deletionWrites = { computing: await apiWrites(computing), worker: await apiWrites(worker) };
-    const scaledAt = performance.now();
-    await new AppsV1Api(computing).deployments("default").patch("synced", { spec: { replicas: 0 } }, {
-      type: "merge",
-    });
-    await allGone.promise;
-    const goneMs = performance.now() - scaledAt;
-    deletionStop.abort();
-    twinStop.abort();
-    const deleted = [...twinGone].filter(([uid]) => deletingAt.has(uid)).map(([uid, at]) =>
-      at - deletingAt.get(uid)!
-    );
-    console.log(`  scaled to 0: ${replicas} virtual pods gone in ${(goneMs / 1000).toFixed(2)} s`);
-    for (const [name, client] of [["computing", computing], ["worker", worker]] as const) {
-      const w = writesBetween(deletionWrites[name], await apiWrites(client));
-      console.log(`    API writes, ${name}: ${w.total} (${w.top})`);
+      const ratio = results.kubeocean!.ms / results.baseline!.ms;
+      ratios.push(ratio);
+      console.log(
+        `  #${rep} ratio ${ratio.toFixed(2)}; writes ${
+          (results.kubeocean!.writes / results.baseline!.writes).toFixed(2)
+        }× the baseline's`,
+      );
     }
-    console.log(`  hop deleted → twin gone:    ${fmt(deleted)}`);
-    console.log(`  syncer RSS ${rss.toFixed(0)} MiB, CPU ${cpu.toFixed(1)} s while syncing`);
-    const ratio = syncedMs / baselineMs;
     console.log(
-      `sync: ratio ${ratio.toFixed(2)}, create p99 ${percentile(create, 99).toFixed(0)} ms, status p99 ${
-        percentile(status, 99).toFixed(0)
+      `  ratios ${ratios.map((r) => r.toFixed(2)).join(", ")}: median ${median(ratios).toFixed(2)}, spread ${
+        (Math.max(...ratios) - Math.min(...ratios)).toFixed(2)
+      }; create p99s ${creates.map((x) => x.toFixed(0)).join(", ")} ms; status p99s ${
+        statuses.map((x) => x.toFixed(0)).join(", ")
+      } ms`,
+    );
+    console.log(
+      `sync: ratio ${median(ratios).toFixed(2)}, create p99 ${median(creates).toFixed(0)} ms, status p99 ${
+        median(statuses).toFixed(0)
       } ms`,
     );
   } finally {
