@@ -8,12 +8,14 @@
 import { benchInformer } from "./informer.ts";
 import { benchNodes } from "./nodes.ts";
 import { benchProxier } from "./proxier.ts";
+import { benchScale } from "./scale.ts";
 import { benchSync } from "./sync.ts";
 
 const benches: Record<string, (args: string[]) => Promise<void>> = {
   informer: benchInformer,
   nodes: benchNodes,
   proxier: benchProxier,
+  scale: benchScale,
   sync: benchSync,
 };
 

@@ -116,16 +116,12 @@ export class SyncerProcess {
 
   /** Resident set size in MiB, from /proc. */
   async rssMiB(): Promise<number> {
-    const status = await Deno.readTextFile(`/proc/${this.#child.pid}/status`);
-    const kb = Number(status.match(/^VmRSS:\s+(\d+)/m)?.[1] ?? "0");
-    return kb / 1024;
+    return (await processMemory(this.#child.pid)).rss;
   }
 
   /** CPU time (user + system) used so far, in seconds, from /proc (clock ticks of 1/100 s). */
-  async cpuSeconds(): Promise<number> {
-    const stat = await Deno.readTextFile(`/proc/${this.#child.pid}/stat`);
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return (Number(fields[11]) + Number(fields[12])) / 100;
+  cpuSeconds(): Promise<number> {
+    return processCpuSeconds(this.#child.pid);
   }
 
   async stop(): Promise<void> {
@@ -136,6 +132,20 @@ export class SyncerProcess {
     }
     await this.#child.status;
   }
+}
+
+/** A process's resident set size now and its peak (the kernel's high-water mark), in MiB. */
+export async function processMemory(pid: number): Promise<{ rss: number; peak: number }> {
+  const status = await Deno.readTextFile(`/proc/${pid}/status`);
+  const kb = (field: string) => Number(status.match(new RegExp(`^${field}:\\s+(\\d+)`, "m"))?.[1] ?? "0");
+  return { rss: kb("VmRSS") / 1024, peak: kb("VmHWM") / 1024 };
+}
+
+/** A process's CPU time (user + system) so far, in seconds (clock ticks of 1/100 s). */
+export async function processCpuSeconds(pid: number): Promise<number> {
+  const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
 /** Busy and total CPU time of the whole machine so far (clock ticks, from /proc/stat). */

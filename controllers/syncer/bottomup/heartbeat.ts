@@ -36,6 +36,9 @@ export class Heartbeat implements Runnable {
 
   /** Renews leases until `signal` aborts (checks once a second which leases are due). */
   async run(signal: AbortSignal): Promise<void> {
+    await this.#adoptExisting().catch((err) =>
+      this.ctx.log.warn("listing existing node leases failed; they are taken over one by one", { error: err })
+    );
     this.#timer ??= setInterval(() => void this.#tick(), 1_000);
     await new Promise<void>((resolve) => {
       if (signal.aborted) resolve();
@@ -66,6 +69,27 @@ export class Heartbeat implements Runnable {
       );
     } finally {
       this.#busy = false;
+    }
+  }
+
+  /**
+   * Takes over the leases an earlier run left (a restart, a new leader) with one list: each is
+   * renewed on its own schedule from its last renewal, not all at once, and none is first
+   * created again only to hear that it exists.
+   */
+  async #adoptExisting(): Promise<void> {
+    const list = await this.ctx.virtual.coordination.leases(NAMESPACE).list({
+      labelSelector: `${LABEL_CLUSTER_BINDING}=${this.ctx.config.bindingName}`,
+    });
+    const now = performance.now();
+    for (const lease of list.items) {
+      const renewed = Date.parse(lease.spec?.renewTime ?? "");
+      const age = Number.isNaN(renewed) ? Infinity : Math.max(0, Date.now() - renewed);
+      this.#leases.set(lease.metadata!.name!, {
+        lease,
+        renewedAt: now - Math.min(age, this.ctx.config.leaseRenewMs * 2),
+        jitter: 0.9 + Math.random() * 0.2,
+      });
     }
   }
 
