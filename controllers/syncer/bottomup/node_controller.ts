@@ -26,6 +26,7 @@ import {
   ANNOTATION_PHYSICAL_NODE,
   ANNOTATION_POLICY,
   ANNOTATION_RESOURCE_METRICS_PATH,
+  isHostPortPlaceholder,
   LABEL_CLUSTER_BINDING,
   LABEL_MANAGED_BY,
   MANAGED_BY_VALUE,
@@ -36,6 +37,7 @@ import {
 import { BY_NODE, nodeNameOf, proxierPodSelector, type SyncerContext } from "../context.ts";
 import { applyLimits, freeCapacity, isNonTerminal, toResourceList } from "./capacity.ts";
 import { cordon, drainAndRemove, reclaimAnnotations } from "./drain.ts";
+import { withPlaceholderSlot } from "./host_ports.ts";
 import { NodeNameConflicts } from "./name_conflicts.ts";
 import { NodeFigures } from "./node_figures.ts";
 import { matchesNodeSelector } from "./node_selector.ts";
@@ -172,7 +174,10 @@ export function nodeController(
     const allocatable = (physical.status?.allocatable ?? {}) as Record<string, string>;
     const free = freeCapacity(allocatable, ownPods);
     const leased = applyLimits(free, spec.resourceLimits);
-    figures.record(physicalName, allocatable, ownPods, leased, virtualPods.store.byIndex(BY_NODE, vname));
+    const tenantPods = virtualPods.store.byIndex(BY_NODE, vname).filter((p) => !isHostPortPlaceholder(p));
+    figures.record(physicalName, allocatable, ownPods, leased, tenantPods);
+    // What the node advertises: one more pod while a host-port placeholder takes one (host_ports.ts).
+    const advertised = withPlaceholderSlot(leased, ownPods);
 
     // Taints and time windows.
     const taints: Taint[] = (physical.spec?.taints ?? []).filter(copiedTaint).map((t) => ({
@@ -216,7 +221,7 @@ export function nodeController(
           metadata: { name: vname, labels: merged.labels, annotations: merged.annotations },
           spec: { taints: merged.taints, unschedulable },
           // Nodes keep their status on create (as a kubelet registers): Ready in one write.
-          status: desiredStatus(physical, leased, vname),
+          status: desiredStatus(physical, advertised, vname),
         });
       } catch (err) {
         if (!isAlreadyExists(err)) throw err;
@@ -238,7 +243,7 @@ export function nodeController(
         spec: { ...node.spec, taints: merged.taints, unschedulable },
       });
     }
-    const status = desiredStatus(physical, leased, vname);
+    const status = desiredStatus(physical, advertised, vname);
     if (!sameStatus(node.status, status)) {
       // Merge patch without a resourceVersion: the syncer owns these fields (no needless conflicts).
       await ctx.virtual.core.nodes().patchStatus(vname, { status }, { type: "merge" });
