@@ -255,8 +255,12 @@ async function createPlaceholder(ctx: SyncerContext, pod: Pod): Promise<Pod | un
     return created;
   } catch (err) {
     if (isNotFound(err)) {
-      ctx.log.warn(`namespace ${PLACEHOLDER_NAMESPACE} is missing: apply deploy/manager/namespace.yaml`);
-      return undefined;
+      // Retried with backoff: the syncer creates no namespace (least privilege).
+      throw new Error(
+        `namespace ${PLACEHOLDER_NAMESPACE} is missing (apply deploy/manager/namespace.yaml): ${
+          err instanceof Error ? err.message : String(err)
+        }`,
+      );
     }
     if (!isAlreadyExists(err)) throw err;
   }
