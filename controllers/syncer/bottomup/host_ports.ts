@@ -228,7 +228,9 @@ async function ensurePlaceholder(
   existing: Pod[],
 ): Promise<Action> {
   const name = await placeholderName(vnode.metadata!.name!, wanted);
-  let keep = existing.find((p) => p.metadata?.name === name && holdsExactly(p, wanted));
+  let keep = existing.find((p) =>
+    p.metadata?.name === name && !p.metadata.deletionTimestamp && holdsExactly(p, wanted)
+  );
   if (!keep) {
     const created = await createPlaceholder(ctx, placeholderPod(name, vnode, ctx.config.bindingName, wanted));
     if (!created) return Action.requeueAfter(1_000);
