@@ -13,6 +13,7 @@ import { KubeClient } from "../../toolkit/client/client.ts";
 import { ApiError } from "../../toolkit/client/errors.ts";
 import type { Cluster } from "../../toolkit/envtest/cluster.ts";
 import { connect, envTest, eventually } from "../../toolkit/envtest/testing.ts";
+import { placeholderPod } from "../../controllers/syncer/bottomup/host_ports.ts";
 import { bindWorker, type BoundWorker } from "../syncer/fixture.ts";
 
 const ROOT = new URL("../../", import.meta.url);
@@ -246,7 +247,11 @@ envTest("security: the shipped permissions are least privilege, and admission po
           })));
         await eventually("a placeholder created", async () => {
           try {
-            await pods.create(placeholder("ours"));
+            // Exactly what the host-port controller writes.
+            const vnode = { metadata: { name: "vnode-w-n1", uid: crypto.randomUUID() } };
+            await pods.create(
+              placeholderPod("ours", vnode, "w", [{ hostIP: "0.0.0.0", protocol: "TCP", hostPort: 80 }]),
+            );
             return true;
           } catch (err) {
             // The namespace's default ServiceAccount may not exist yet (no controller-manager here).
