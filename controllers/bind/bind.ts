@@ -29,6 +29,9 @@ import { sleep } from "../../toolkit/util/mod.ts";
 import { applyObject, deleteObject } from "../common/apply.ts";
 import {
   KUBECONFIG_KEY,
+  LABEL_MANAGED_BY,
+  MANAGED_BY_VALUE,
+  PLACEHOLDER_NAMESPACE,
   SYSTEM_NAMESPACE,
   WORKER_SERVICE_ACCOUNT,
   WORKER_TOKEN_SECRET,
@@ -159,6 +162,13 @@ export async function bind(options: BindOptions): Promise<ClusterBinding> {
   });
   log(`computing: Secret ${SYSTEM_NAMESPACE}/${name}-kubeconfig and the ClusterBinding CRD`);
   await applyObject(computing, { apiVersion: "v1", kind: "Namespace", metadata: { name: SYSTEM_NAMESPACE } });
+  // Where syncers keep host-port placeholders (as deploy/manager/namespace.yaml ships it): the
+  // syncer may create pods there but no namespace anywhere.
+  await applyObject(computing, {
+    apiVersion: "v1",
+    kind: "Namespace",
+    metadata: { name: PLACEHOLDER_NAMESPACE, labels: { [LABEL_MANAGED_BY]: MANAGED_BY_VALUE } },
+  });
   await applyObject(computing, {
     apiVersion: "v1",
     kind: "Secret",

@@ -93,3 +93,30 @@ export const ANNOTATION_DEPENDENCIES = "kubeocean.io/dependencies";
 export const ANNOTATION_SYNCER_HEALTH = "kubeocean.io/syncer-health";
 /** Label of syncer heartbeat Leases (the manager caches only these). */
 export const LABEL_HEARTBEAT = "kubeocean.io/heartbeat";
+
+/**
+ * Namespace of the computing cluster holding host-port placeholders (one pod per virtual node
+ * whose physical node has host ports in use by the worker's own pods). Shipped in
+ * deploy/manager/namespace.yaml and created by `bind`; only Kubeocean creates pods there.
+ */
+export const PLACEHOLDER_NAMESPACE = "kubeocean-reserved";
+/** Label (value `"true"`) of a host-port placeholder pod. */
+export const LABEL_HOST_PORT_PLACEHOLDER = "kubeocean.io/host-port-placeholder";
+/** Label of a host-port placeholder pod: the virtual node it reserves host ports on. */
+export const LABEL_VIRTUAL_NODE = "kubeocean.io/virtual-node";
+
+/**
+ * Whether `pod` is a host-port placeholder: in {@linkcode PLACEHOLDER_NAMESPACE}, labelled as one
+ * and as Kubeocean's. Such a pod never gets a twin and does not keep a draining node alive. The
+ * namespace is what makes this trustworthy: tenants cannot create pods there (RBAC, and the
+ * admission policy kubeocean-reserved-pods), so a tenant's pod labelled the same anywhere else
+ * is an ordinary pod.
+ */
+export function isHostPortPlaceholder(
+  pod: { metadata?: { namespace?: string; labels?: Record<string, string> } },
+): boolean {
+  const labels = pod.metadata?.labels;
+  return pod.metadata?.namespace === PLACEHOLDER_NAMESPACE &&
+    labels?.[LABEL_HOST_PORT_PLACEHOLDER] === "true" &&
+    labels?.[LABEL_MANAGED_BY] === MANAGED_BY_VALUE;
+}

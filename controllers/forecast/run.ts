@@ -57,7 +57,12 @@ export function parseStep(text: string): number {
 
 /** Reads the policies of a YAML file, each checked as the syncer checks it. */
 export async function readPolicyFile(path: string): Promise<ResourceLeasingPolicy[]> {
-  const documents = parseAllDocuments(await Deno.readTextFile(path));
+  return parsePolicies(await Deno.readTextFile(path), path);
+}
+
+/** The policies of YAML `text` (from `path`, for messages), each checked as the syncer checks it. */
+export function parsePolicies(text: string, path: string): ResourceLeasingPolicy[] {
+  const documents = parseAllDocuments(text);
   const policies: ResourceLeasingPolicy[] = [];
   for (const [i, document] of (Array.isArray(documents) ? documents : [documents]).entries()) {
     if (document.errors.length) {

@@ -3,12 +3,12 @@
  * clusters' size: a syncer watches every pod of both clusters, but reads whole specs only of its
  * own pods (virtual pods on its virtual nodes or holding its finalizer, and Kubeocean's twins in
  * the worker). Every other pod is cached with what capacity accounting and routing read: identity,
- * labels, owner, finalizers, node, phase and the containers' resources.
+ * labels, owner, finalizers, node, phase and the containers' resources and host ports.
  *
  * @module
  */
 
-import type { Pod } from "../../apis/core/v1/mod.ts";
+import type { Container, Pod } from "../../apis/core/v1/mod.ts";
 import type { KubeObject } from "../../toolkit/client/resource.ts";
 import { stripManagedFields } from "../../toolkit/runtime/informer.ts";
 import { LABEL_MANAGED_BY, MANAGED_BY_VALUE, twinFinalizer } from "../common/names.ts";
@@ -33,16 +33,23 @@ export function slimPod(pod: Pod): Pod {
     },
     spec: spec && {
       nodeName: spec.nodeName,
-      containers: spec.containers.map((c) => ({ name: c.name, resources: c.resources })),
+      containers: spec.containers.map((c) => ({ name: c.name, resources: c.resources, ...hostPortsOf(c) })),
       initContainers: spec.initContainers?.map((c) => ({
         name: c.name,
         resources: c.resources,
         restartPolicy: c.restartPolicy,
+        ...hostPortsOf(c),
       })),
       overhead: spec.overhead,
     },
     status: pod.status && { phase: pod.status.phase },
   };
+}
+
+/** A container's ports that take a host port (bottomup/host_ports.ts reserves them), if any. */
+function hostPortsOf(container: Container): Pick<Container, "ports"> {
+  const ports = container.ports?.filter((p) => (p.hostPort ?? 0) > 0);
+  return ports?.length ? { ports } : {};
 }
 
 /**

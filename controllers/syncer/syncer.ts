@@ -3,7 +3,7 @@
  * in step, as runnables of one {@linkcode Manager} sharing one cache per resource per cluster.
  *
  * - bottom-up (`bottomup/`): the binding's virtual nodes from the worker's nodes and policies,
- *   their heartbeats, the policies' status;
+ *   their heartbeats, the policies' status, the placeholders of the host ports in use on them;
  * - top-down (`topdown/`): the virtual pod lifecycle, its drift audit and twin events, speaking
  *   to the worker only through the {@linkcode PodProvider} seam;
  * - the worker provider (`worker/`): twins and their mirrored ConfigMaps, Secrets, claims and
@@ -24,6 +24,7 @@ import { Manager } from "../../toolkit/runtime/manager.ts";
 import { Registry, RuntimeMetrics } from "../../toolkit/runtime/metrics.ts";
 import { bindingController } from "./binding_controller.ts";
 import { Heartbeat } from "./bottomup/heartbeat.ts";
+import { hostPortController, removeAllPlaceholders } from "./bottomup/host_ports.ts";
 import { nodeController } from "./bottomup/node_controller.ts";
 import { policyController } from "./bottomup/policy_controller.ts";
 import { type ProxierEndpoint, SyncerContext } from "./context.ts";
@@ -122,6 +123,7 @@ export class Syncer implements Runnable {
     this.manager.add(this.heartbeat);
     nodeController(this.ctx, (vnode) => this.heartbeat.renew(vnode));
     policyController(this.ctx);
+    hostPortController(this.ctx);
     if (options.topDown ?? true) {
       const provider: WorkerPodProvider = new WorkerPodProvider(this.ctx);
       this.provider = provider;
@@ -130,7 +132,8 @@ export class Syncer implements Runnable {
       this.manager.add(this.podAudit).add(new EventReflector(this.ctx, provider satisfies PodProvider));
     }
     const pods = this.pods;
-    bindingController(this.ctx, pods ? [() => pods.cleanup()] : []);
+    const placeholders = () => removeAllPlaceholders(this.ctx);
+    bindingController(this.ctx, pods ? [placeholders, () => pods.cleanup()] : [placeholders]);
   }
 
   get name(): string {

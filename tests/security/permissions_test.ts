@@ -7,12 +7,13 @@
 
 import assert from "node:assert/strict";
 import { CoordinationK8sIoV1Api } from "../../apis/coordination.k8s.io/v1/mod.ts";
-import { CoreV1Api, type PersistentVolume } from "../../apis/core/v1/mod.ts";
+import { CoreV1Api, type PersistentVolume, type Pod, type PodSpec } from "../../apis/core/v1/mod.ts";
 import { StorageK8sIoV1Api } from "../../apis/storage.k8s.io/v1/mod.ts";
 import { KubeClient } from "../../toolkit/client/client.ts";
 import { ApiError } from "../../toolkit/client/errors.ts";
 import type { Cluster } from "../../toolkit/envtest/cluster.ts";
 import { connect, envTest, eventually } from "../../toolkit/envtest/testing.ts";
+import { placeholderPod } from "../../controllers/syncer/bottomup/host_ports.ts";
 import { bindWorker, type BoundWorker } from "../syncer/fixture.ts";
 
 const ROOT = new URL("../../", import.meta.url);
@@ -192,6 +193,92 @@ envTest("security: the shipped permissions are least privilege, and admission po
         }, { type: "merge" });
         await secrets.patch("tenant", { metadata: { finalizers: [] } }, { type: "merge" });
         syncer.close();
+      },
+    );
+
+    await t.step(
+      "as the syncer: pods created only in kubeocean-reserved, only as host-port placeholders; nobody else creates there",
+      async () => {
+        const reserved = await canI(computing, SYNCER, "kubeocean-reserved");
+        assert.ok(reserved.get("pods")?.includes("create"), "placeholders");
+        assert.ok(
+          !(await canI(computing, SYNCER, "default")).get("pods")?.includes("create"),
+          "no pods elsewhere",
+        );
+        assert.equal(reserved.get("namespaces"), undefined, "the namespace is shipped, never created");
+        const syncer = await asUser(SYNCER);
+        const pods = new CoreV1Api(syncer).pods("kubeocean-reserved");
+        const labels = {
+          "kubeocean.io/managed-by": "kubeocean",
+          "kubeocean.io/host-port-placeholder": "true",
+        };
+        const placeholder = (
+          name: string,
+          spec: Partial<PodSpec> = {},
+          podLabels: Record<string, string> = labels,
+        ): Pod => ({
+          metadata: { name, labels: podLabels },
+          spec: {
+            nodeName: "vnode-w-n1",
+            automountServiceAccountToken: false,
+            containers: [{ name: "c", image: "pause", ports: [{ containerPort: 80, hostPort: 80 }] }],
+            ...spec,
+          },
+        });
+        await refusedBy(
+          "kubeocean-syncer-placeholders",
+          () => pods.create(placeholder("unlabelled", {}, {})),
+        );
+        await refusedBy(
+          "kubeocean-syncer-placeholders",
+          () => pods.create(placeholder("real", { nodeName: "n1" })),
+        );
+        await refusedBy(
+          "kubeocean-syncer-placeholders",
+          () => pods.create(placeholder("host", { hostNetwork: true })),
+        );
+        await refusedBy(
+          "kubeocean-syncer-placeholders",
+          () => pods.create(placeholder("volume", { volumes: [{ name: "v", hostPath: { path: "/" } }] })),
+        );
+        await refusedBy("kubeocean-syncer-placeholders", () =>
+          pods.create(placeholder("privileged", {
+            containers: [{ name: "c", image: "pause", securityContext: { privileged: true } }],
+          })));
+        await eventually("a placeholder created", async () => {
+          try {
+            // Exactly what the host-port controller writes.
+            const vnode = { metadata: { name: "vnode-w-n1", uid: crypto.randomUUID() } };
+            await pods.create(
+              placeholderPod("ours", vnode, "w", [{ hostIP: "0.0.0.0", protocol: "TCP", hostPort: 80 }]),
+            );
+            return true;
+          } catch (err) {
+            // The namespace's default ServiceAccount may not exist yet (no controller-manager here).
+            if (err instanceof ApiError && /service ?account/i.test(err.message)) return false;
+            throw err;
+          }
+        }, { timeoutMs: 20_000, intervalMs: 500 });
+        await pods.delete("ours", { gracePeriodSeconds: 0 });
+        syncer.close();
+        // A tenant whose RBAC would allow it still cannot put a pod there.
+        const tenantName = "tenant-with-cluster-wide-pods";
+        await computing.kubectl(["create", "clusterrole", "all-pods", "--verb=create", "--resource=pods"]);
+        await computing.kubectl([
+          "create",
+          "clusterrolebinding",
+          "all-pods",
+          "--clusterrole=all-pods",
+          `--user=${tenantName}`,
+        ]);
+        const tenant = await KubeClient.load({
+          kubeconfig: (await computing.addUser(tenantName, [])).kubeconfig,
+        });
+        await refusedBy(
+          "kubeocean-reserved-pods",
+          () => new CoreV1Api(tenant).pods("kubeocean-reserved").create(placeholder("fake")),
+        );
+        tenant.close();
       },
     );
 

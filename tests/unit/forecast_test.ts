@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import type { Node, Pod } from "../../apis/core/v1/mod.ts";
 import type { ResourceLeasingPolicy } from "../../apis/kubeocean.io/v1beta1/mod.ts";
 import { forecast, forecastInstants, forecastTable } from "../../controllers/forecast/forecast.ts";
-import { parseInstant, parseStep, readPolicyFile, withPreview } from "../../controllers/forecast/run.ts";
+import { parseInstant, parsePolicies, parseStep, withPreview } from "../../controllers/forecast/run.ts";
 
 const now = new Date("2026-12-02T12:00:00Z");
 
@@ -92,30 +92,29 @@ Deno.test("forecast: the node controller's rules at each instant, totals over th
   assert.equal(table.length, 1 + 2 * 3);
 });
 
-Deno.test("forecast --policy: a previewed policy replaces its namesake; bad files are refused by field", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
-    const good = `${dir}/good.yaml`;
-    await Deno.writeTextFile(
-      good,
-      `apiVersion: kubeocean.io/v1beta1\nkind: ResourceLeasingPolicy\nmetadata: {name: office}\nspec:\n  cluster: w\n  timeWindows: [{start: "08:00", end: "20:00"}]\n`,
-    );
-    const [previewed] = await readPolicyFile(good);
-    const applied: ResourceLeasingPolicy = {
-      metadata: { name: "office", creationTimestamp: "2026-01-01T00:00:00Z" },
-      spec: { cluster: "w" },
-    };
-    const merged = withPreview([applied], [previewed], now);
-    assert.equal(merged.length, 1);
-    assert.equal(merged[0].spec!.timeWindows![0].start, "08:00");
-    assert.equal(merged[0].metadata!.creationTimestamp, "2026-01-01T00:00:00Z");
-    const bad = `${dir}/bad.yaml`;
-    await Deno.writeTextFile(
-      bad,
-      `kind: ResourceLeasingPolicy\nmetadata: {name: office}\nspec:\n  cluster: w\n  exceptions: [{date: "2026-13-01", lend: false}]\n`,
-    );
-    await assert.rejects(readPolicyFile(bad), /--policy .*bad\.yaml: office: spec\.exceptions\[0\]\.date: /);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+Deno.test("forecast --policy: a previewed policy replaces its namesake; bad files are refused by field", () => {
+  const [previewed] = parsePolicies(
+    `apiVersion: kubeocean.io/v1beta1\nkind: ResourceLeasingPolicy\nmetadata: {name: office}\nspec:\n  cluster: w\n  timeWindows: [{start: "08:00", end: "20:00"}]\n`,
+    "good.yaml",
+  );
+  const applied: ResourceLeasingPolicy = {
+    metadata: { name: "office", creationTimestamp: "2026-01-01T00:00:00Z" },
+    spec: { cluster: "w" },
+  };
+  const merged = withPreview([applied], [previewed], now);
+  assert.equal(merged.length, 1);
+  assert.equal(merged[0].spec!.timeWindows![0].start, "08:00");
+  assert.equal(merged[0].metadata!.creationTimestamp, "2026-01-01T00:00:00Z");
+  assert.throws(
+    () =>
+      parsePolicies(
+        `kind: ResourceLeasingPolicy\nmetadata: {name: office}\nspec:\n  cluster: w\n  exceptions: [{date: "2026-13-01", lend: false}]\n`,
+        "bad.yaml",
+      ),
+    /--policy bad\.yaml: office: spec\.exceptions\[0\]\.date: /,
+  );
+  assert.throws(
+    () => parsePolicies("kind: ConfigMap\nmetadata: {name: x}\n", "cm.yaml"),
+    /document 1 is not a ResourceLeasingPolicy/,
+  );
 });

@@ -10,7 +10,8 @@
  *    - otherwise, without `forceReclaim`, they run to completion;
  *    - with `forceReclaim`, they are evicted once `gracefulReclaimPeriodSeconds` have passed
  *      since draining began — never before — and the controller wakes exactly then.
- * 3. Once no non-terminal pod is left, the virtual node, its Lease and its CSINode are deleted.
+ * 3. Once no non-terminal pod is left (a host-port placeholder does not count), the virtual node,
+ *    its Lease and its CSINode are deleted.
  *
  * The policy may be gone by then, so the reclaim settings that applied while the node was leased
  * are read from the virtual node's own annotations (written by the node controller while it
@@ -26,6 +27,7 @@ import {
   ANNOTATION_DRAINING_SINCE,
   ANNOTATION_FORCE_RECLAIM,
   ANNOTATION_GRACEFUL_RECLAIM_PERIOD,
+  isHostPortPlaceholder,
   TAINT_VNODE_DELETING,
 } from "../../common/names.ts";
 import { BY_NODE, type SyncerContext } from "../context.ts";
@@ -151,7 +153,9 @@ export async function drainAndRemove(
     await removeLeaseAndCsiNode(ctx, vname);
     return Action.done();
   }
-  const remaining = ctx.virtualPodInformer.store.byIndex(BY_NODE, vname).filter(isNonTerminal);
+  // A host-port placeholder is no tenant's pod: it goes with the node (host_ports.ts).
+  const remaining = ctx.virtualPodInformer.store.byIndex(BY_NODE, vname)
+    .filter((p) => isNonTerminal(p) && !isHostPortPlaceholder(p));
   if (remaining.length === 0) {
     await removeLeaseAndCsiNode(ctx, vname);
     await deleteIgnoringMissing(() =>

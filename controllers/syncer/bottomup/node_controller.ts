@@ -27,6 +27,7 @@ import {
   ANNOTATION_PHYSICAL_NODE,
   ANNOTATION_POLICY,
   ANNOTATION_RESOURCE_METRICS_PATH,
+  isHostPortPlaceholder,
   LABEL_CLUSTER_BINDING,
   LABEL_MANAGED_BY,
   MANAGED_BY_VALUE,
@@ -37,6 +38,7 @@ import {
 import { BY_NODE, nodeNameOf, proxierPodSelector, type SyncerContext } from "../context.ts";
 import { type applyLimits, isNonTerminal, toResourceList } from "./capacity.ts";
 import { cordon, drainAndRemove, reclaimAnnotations } from "./drain.ts";
+import { withPlaceholderSlot } from "./host_ports.ts";
 import { NodeNameConflicts } from "./name_conflicts.ts";
 import { NodeFigures } from "./node_figures.ts";
 import { leasableNode, leasedCapacity, takesFromLease } from "./lease_plan.ts";
@@ -178,7 +180,10 @@ export function nodeController(
     // Capacity.
     const ownPods = physicalPods.store.byIndex(BY_NODE, physicalName).filter(takesFromLease);
     const { allocatable, leased } = leasedCapacity(physical, ownPods, policy);
-    figures.record(physicalName, allocatable, ownPods, leased, virtualPods.store.byIndex(BY_NODE, vname));
+    const tenantPods = virtualPods.store.byIndex(BY_NODE, vname).filter((p) => !isHostPortPlaceholder(p));
+    figures.record(physicalName, allocatable, ownPods, leased, tenantPods);
+    // What the node advertises: one more pod while a host-port placeholder takes one (host_ports.ts).
+    const advertised = withPlaceholderSlot(leased, ownPods);
 
     // Taints and time windows.
     const taints: Taint[] = (physical.spec?.taints ?? []).filter(copiedTaint).map((t) => ({
@@ -234,7 +239,7 @@ export function nodeController(
           metadata: { name: vname, labels: merged.labels, annotations: merged.annotations },
           spec: { taints: merged.taints, unschedulable },
           // Nodes keep their status on create (as a kubelet registers): Ready in one write.
-          status: desiredStatus(physical, leased, vname, leaseEnding),
+          status: desiredStatus(physical, advertised, vname, leaseEnding),
         });
       } catch (err) {
         if (!isAlreadyExists(err)) throw err;
@@ -256,13 +261,13 @@ export function nodeController(
         spec: { ...node.spec, taints: merged.taints, unschedulable },
       });
     }
-    const status = desiredStatus(physical, leased, vname, leaseEnding);
+    const status = desiredStatus(physical, advertised, vname, leaseEnding);
     if (!sameStatus(node.status, status)) {
       // Merge patch without a resourceVersion: the syncer owns these fields (no needless conflicts).
       await ctx.virtual.core.nodes().patchStatus(vname, { status }, { type: "merge" });
     }
     if (closing) {
-      const onNode = virtualPods.store.byIndex(BY_NODE, vname).filter(isNonTerminal);
+      const onNode = tenantPods.filter(isNonTerminal);
       await notices.announce(node, closing, onNode);
     } else notices.forget(vname);
     await syncCsiNode(physicalName, node);

@@ -10,7 +10,8 @@
  * deletes the twin with the same grace period, then completes the virtual deletion (there is no
  * kubelet to do so). A twin that disappears while its virtual pod runs (deleted or evicted in the
  * worker) fails the virtual pod with a reason naming it, so its controller replaces it. Terminal
- * phases never regress.
+ * phases never regress. Host-port placeholders (in `kubeocean-reserved`, see `isHostPortPlaceholder`)
+ * are bound to virtual nodes too but never get a twin.
  *
  * @module
  */
@@ -29,6 +30,7 @@ import {
   ANNOTATION_PHYSICAL_POD_UID,
   ANNOTATION_RUNNING_DAEMONSET,
   CONDITION_WORKER_ADMITTED,
+  isHostPortPlaceholder,
   LABEL_CLUSTER_BINDING,
   twinFinalizer,
 } from "../../common/names.ts";
@@ -83,6 +85,8 @@ export class PodLifecycleController {
       // Until the virtual nodes have been listed, whether a pod is ours cannot be told: let every
       // pod through (the reconciler runs only once every cache is synced and checks again).
       .withPredicate((e) => !vnodes.store.isReady || ctx.isOnOurNode(e.object) || this.#holds(e.object))
+      // Host-port placeholders (bottomup/host_ports.ts) hold ports on a virtual node and never run.
+      .withPredicate((e) => !isHostPortPlaceholder(e.object))
       // Twin changes come back as their virtual pods.
       .watchesStream(provider.changes())
       // A virtual node appearing (or going) affects the pods bound to it.
@@ -110,7 +114,7 @@ export class PodLifecycleController {
       return Action.done();
     }
     const holds = this.#holds(pod);
-    if (!this.ctx.isOnOurNode(pod) && !holds) return Action.done();
+    if ((!this.ctx.isOnOurNode(pod) && !holds) || isHostPortPlaceholder(pod)) return Action.done();
     const finished = this.#completed.get(key);
     if (
       finished && finished.uid === pod.metadata?.uid &&
