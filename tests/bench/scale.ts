@@ -20,10 +20,12 @@
  */
 
 import { parseArgs } from "node:util";
+import { parseAllDocuments } from "yaml";
 import { CoreV1Api, type Node, type Pod } from "../../apis/core/v1/mod.ts";
 import { AppsV1Api } from "../../apis/apps/v1/mod.ts";
 import { KubeoceanIoV1beta1Api } from "../../apis/kubeocean.io/v1beta1/mod.ts";
 import { onVirtualNodes } from "../../controllers/common/placement.ts";
+import { applyObject } from "../../controllers/common/apply.ts";
 import type { KubeClient } from "../../toolkit/client/client.ts";
 import { connect, eventually } from "../../toolkit/envtest/testing.ts";
 import { allocatePort } from "../../toolkit/envtest/ports.ts";
@@ -162,6 +164,14 @@ export async function benchScale(args: string[]): Promise<void> {
     await removeAll(worker, "direct");
 
     await bindForBench(computing, worker, "bench");
+    // The manager's namespace and accounts as shipped: the Deployments it renders can create pods.
+    for (const file of ["namespace.yaml", "rbac.yaml"]) {
+      const text = await Deno.readTextFile(new URL(`../../deploy/manager/${file}`, import.meta.url));
+      for (const document of parseAllDocuments(text)) {
+        const object = document.toJS();
+        if (object) await applyObject(computing, object);
+      }
+    }
     manager = spawnEntrypoint([
       "manager",
       "--kubeconfig",
@@ -191,6 +201,12 @@ export async function benchScale(args: string[]): Promise<void> {
     }, { timeoutMs: 1_800_000, intervalMs: 2_000 });
     console.log(
       `  ${nodeCount} virtual nodes Ready ${seconds(performance.now() - leasedAt)} after the policy`,
+    );
+    const binding = await new KubeoceanIoV1beta1Api(computing).clusterbindings().get("bench");
+    console.log(
+      `  binding: ${binding.status?.phase}; ${
+        (binding.status?.conditions ?? []).map((c) => `${c.type}=${c.status} (${c.reason})`).join(", ")
+      }`,
     );
 
     const syncedMs = await deployUntilRunning(computing, "synced", podCount, true);
